@@ -1,0 +1,126 @@
+//! Building the application from a [`Config`] and running it until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::oauth_state::StateSigner;
+use crate::store::cipher::Cipher;
+use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the stores named in `config` and builds the state every handler shares.
+pub fn build_state(config: Config) -> Result<AppState, StoreError> {
+    let cipher = Cipher::new(&config.storage.encryption_key);
+    Ok(AppState {
+        tokens: TokenStore::open(&config.storage.token_db_path, cipher.clone())?,
+        sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
+        files: FileStore::new(&config.storage.data_dir),
+        states: StateSigner::new(config.state_token_secret.clone()),
+        config: Arc::new(config),
+    })
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens storage and binds the listener (`PORT=0` picks a free port; see [`Self::addr`]).
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let requested = config.listen;
+        let state = build_state(config)?;
+        let listener = TcpListener::bind(requested)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: requested,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        Ok(Application {
+            listener,
+            addr,
+            router: http::router(state.clone()),
+            state,
+        })
+    }
+
+    /// The address actually listened on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        tracing::info!(addr = %self.addr, "salesbot listening on http://{}", self.addr);
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartError::Serve)?;
+        tracing::info!("salesbot stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,188 @@
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, PollSchedule, Problem, REQUIRED};
+
+fn complete() -> HashMap<&'static str, String> {
+    let mut env: HashMap<&'static str, String> = REQUIRED
+        .iter()
+        .map(|name| (*name, format!("value-of-{name}")))
+        .collect();
+    env.insert("FACEBOOK_APP_ID", "123456789012345".into());
+    env.insert(
+        "FACEBOOK_REDIRECT_URI",
+        "http://localhost:5000/facebook/callback".into(),
+    );
+    env.insert(
+        "FACEBOOK_WEBHOOK_ADDRESS",
+        "http://localhost:5000/facebook/webhook".into(),
+    );
+    env.insert(
+        "SHOPIFY_REDIRECT_URI",
+        "http://localhost:5000/shopify/callback".into(),
+    );
+    env
+}
+
+fn load(env: &HashMap<&'static str, String>) -> Result<Config, crate::config::ConfigError> {
+    Config::from_lookup(|name| env.get(name).cloned())
+}
+
+#[test]
+fn a_complete_environment_gets_the_documented_defaults() {
+    let config = load(&complete()).expect("complete environment");
+    assert_eq!(config.listen.to_string(), "0.0.0.0:5000");
+    assert_eq!(
+        config.storage.token_db_path.to_str(),
+        Some("./data/tokens.db")
+    );
+    assert_eq!(
+        config.storage.session_db_path.to_str(),
+        Some("./data/sessions.db")
+    );
+    assert_eq!(config.storage.data_dir.to_str(), Some("."));
+    assert_eq!(
+        config.poll.schedule,
+        PollSchedule::Cron("0 0 0 * * *".into())
+    );
+    assert_eq!(config.poll.concurrency, 4);
+    assert!(config.oauth_self_test);
+    assert_eq!(
+        config.facebook.graph_url.as_str(),
+        "https://graph.facebook.com/"
+    );
+    assert_eq!(
+        config.facebook.dialog_url.as_str(),
+        "https://www.facebook.com/"
+    );
+    assert_eq!(config.facebook.graph_version, "v25.0");
+    assert_eq!(config.shopify.shop_url_template, "https://{shop}");
+    assert_eq!(config.shopify.api_version, "2026-10");
+    assert!(config.storage.encryption_key_derived);
+}
+
+#[test]
+fn every_missing_variable_is_named_in_one_error() {
+    let err = load(&HashMap::new()).unwrap_err();
+    let text = err.to_string();
+    for name in REQUIRED {
+        assert!(text.contains(name), "{name} missing from: {text}");
+        assert!(err.problems.contains(&Problem::Missing(name)));
+    }
+    assert_eq!(err.problems.len(), REQUIRED.len(), "{err:?}");
+}
+
+#[test]
+fn blank_values_count_as_missing() {
+    let mut env = complete();
+    env.insert("SHOPIFY_API_SECRET", "   ".into());
+    let err = load(&env).unwrap_err();
+    assert_eq!(err.problems, vec![Problem::Missing("SHOPIFY_API_SECRET")]);
+}
+
+#[test]
+fn invalid_values_are_named_together_with_missing_ones() {
+    let mut env = complete();
+    env.remove("FACEBOOK_VERIFY_TOKEN");
+    env.insert("TOKEN_ENCRYPTION_KEY", "c2hvcnQ=".into()); // 5 bytes
+    env.insert("POLL_CRON", "0 0 * * *".into()); // five fields: no seconds
+    env.insert("FACEBOOK_GRAPH_URL", "not a url".into());
+    env.insert("PORT", "70000".into());
+    env.insert("POLL_CONCURRENCY", "0".into());
+    env.insert("OAUTH_SELF_TEST", "maybe".into());
+    env.insert("SHOPIFY_SHOP_URL", "https://shops.example".into());
+    let err = load(&env).unwrap_err();
+    let text = err.to_string();
+    for name in [
+        "FACEBOOK_VERIFY_TOKEN",
+        "TOKEN_ENCRYPTION_KEY",
+        "POLL_CRON",
+        "FACEBOOK_GRAPH_URL",
+        "PORT",
+        "POLL_CONCURRENCY",
+        "OAUTH_SELF_TEST",
+        "SHOPIFY_SHOP_URL",
+    ] {
+        assert!(text.contains(name), "{name} not named in: {text}");
+    }
+    assert_eq!(err.problems.len(), 8, "{text}");
+}
+
+#[test]
+fn a_configured_key_is_used_and_never_echoed() {
+    let mut env = complete();
+    let key = [7u8; 32];
+    env.insert("TOKEN_ENCRYPTION_KEY", base64_of(&key));
+    let config = load(&env).unwrap();
+    assert_eq!(config.storage.encryption_key.expose_secret(), &key);
+    assert!(!config.storage.encryption_key_derived);
+
+    let secret_looking = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"; // 26 bytes, wrong length
+    env.insert("TOKEN_ENCRYPTION_KEY", secret_looking.into());
+    let err = load(&env).unwrap_err();
+    assert!(!err.to_string().contains(secret_looking));
+}
+
+#[test]
+fn the_derived_key_depends_on_the_state_secret() {
+    let a = load(&complete()).unwrap();
+    let mut env = complete();
+    env.insert("STATE_TOKEN_SECRET", "another".into());
+    let b = load(&env).unwrap();
+    assert_ne!(
+        a.storage.encryption_key.expose_secret(),
+        b.storage.encryption_key.expose_secret()
+    );
+    let again = load(&complete()).unwrap();
+    assert_eq!(
+        a.storage.encryption_key.expose_secret(),
+        again.storage.encryption_key.expose_secret()
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let mut env = complete();
+    env.insert("TOKEN_ENCRYPTION_KEY", base64_of(&[42u8; 32]));
+    let config = load(&env).unwrap();
+    let debug = format!("{config:?}");
+    for name in [
+        "FACEBOOK_APP_SECRET",
+        "FACEBOOK_VERIFY_TOKEN",
+        "SHOPIFY_API_SECRET",
+        "STATE_TOKEN_SECRET",
+    ] {
+        assert!(
+            !debug.contains(&format!("value-of-{name}")),
+            "{name} leaked: {debug}"
+        );
+    }
+    assert!(!debug.contains("42, 42"), "key bytes leaked: {debug}");
+}
+
+#[test]
+fn poll_cron_off_disables_the_schedule_and_options_parse() {
+    let mut env = complete();
+    env.insert("POLL_CRON", "off".into());
+    env.insert("HOST", "127.0.0.1".into());
+    env.insert("PORT", "0".into());
+    env.insert("OAUTH_SELF_TEST", "false".into());
+    env.insert(
+        "SHOPIFY_SHOP_URL",
+        "http://127.0.0.1:8080/shops/{shop}/".into(),
+    );
+    let config = load(&env).unwrap();
+    assert_eq!(config.poll.schedule, PollSchedule::Off);
+    assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+    assert!(!config.oauth_self_test);
+    assert_eq!(
+        config.shopify.shop_url_template,
+        "http://127.0.0.1:8080/shops/{shop}"
+    );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

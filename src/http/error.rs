@@ -1,0 +1,81 @@
+//! The HTTP layer's one error type, answered as `{"detail": ...}` like the original (FastAPI).
+//!
+//! The client's mistakes are explained to it and not logged as errors; our own failures are
+//! logged with their whole cause chain inside the request span, and the client only learns
+//! that something went wrong on our side. No variant ever carries a token or a secret.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Not Found")]
+    NotFound,
+    /// A provider (Meta, Shopify) failed; the message names the step, never a token.
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Store(_) | ApiError::Internal(_) => {
+                tracing::error!(error = %chain(&self), "request failed");
+                "Internal server error".to_string()
+            }
+            ApiError::BadGateway(_) => {
+                tracing::warn!(error = %self, "upstream failed");
+                self.to_string()
+            }
+            _ => {
+                tracing::debug!(status = status.as_u16(), detail = %self, "request refused");
+                self.to_string()
+            }
+        };
+        (status, Json(json!({ "detail": detail }))).into_response()
+    }
+}
+
+/// `outer: cause: root cause`, for logs.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,22 @@
+//! salesbot: the data backend of a GPT sales bot on Facebook Messenger.
+//!
+//! # Layout
+//!
+//! - [`config`]: every setting, read once from the environment; secrets never print.
+//! - [`cli`]: the `serve` / `poll` / `demo` subcommands.
+//! - [`app`]: builds the server (state, routes, layers) and runs it until shutdown.
+//! - [`http`]: the HTTP edge: routes, the error type that becomes `{"detail": ...}`.
+//! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
+//! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).
+//! - [`store`]: everything on disk: the encrypted token store, sessions, used OAuth states,
+//!   and the JSON files under `DATA_DIR/facebook/` that the bot reads.
+//! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod oauth_state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,105 @@
+//! Crash-safe file primitives: a file is replaced whole or not at all, and what was written
+//! is on disk (data and directory entry) before the caller is told so.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::StoreError;
+
+/// Replaces `path` with `bytes`: temp file in the same folder, fsync, rename, fsync the folder.
+/// A reader sees the old file or the new one, never a mix; so does a crash.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = parent(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // Hidden and not ending in `.json`, so a reader globbing `*.json` never picks it up.
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(StoreError::io("create", &tmp))?;
+        file.write_all(bytes)
+            .map_err(StoreError::io("write", &tmp))?;
+        file.sync_all().map_err(StoreError::io("sync", &tmp))?;
+        fs::rename(&tmp, path).map_err(StoreError::io("replace", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents, syncing each parent whose entries changed, so a
+/// folder created for a new page survives a crash together with the file put in it.
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let up = parent(dir);
+    ensure_dir(up)?;
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(up),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::io("create folder", dir)(err)),
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io("sync folder", dir))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_whole_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/c");
+        ensure_dir(&nested).unwrap();
+        let path = nested.join("x.json");
+        write_atomic(&path, b"[1]").unwrap();
+        write_atomic(&path, b"[1,2]").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"[1,2]");
+        let names: Vec<_> = fs::read_dir(&nested)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write_atomic(&path, b"old").unwrap();
+        // Renaming onto a non-empty directory fails: the old content must survive elsewhere.
+        let blocked = dir.path().join("blocked");
+        ensure_dir(&blocked.join("inner")).unwrap();
+        assert!(write_atomic(&blocked, b"new").is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "temp file cleaned up"
+        );
+    }
+}

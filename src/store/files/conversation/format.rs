@@ -1,0 +1,216 @@
+//! The on-disk shape of a conversation file: a JSON array with one event per line.
+//!
+//! ```text
+//! [
+//! {"sender":{"id":"1"},...,"timestamp":1700000000000,...},
+//! {"sender":{"id":"2"},...,"timestamp":1700000000500,...}
+//! ]
+//! ```
+//!
+//! One event per line makes an append a single write over the closing `\n]\n`, and makes a torn
+//! append recoverable: every line before the torn one is still a complete event.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The bytes every file in line format ends with; an append overwrites them.
+pub(super) const TAIL: &[u8] = b"\n]\n";
+
+/// How an event is recognised as already stored: Meta's message id when it has one (Meta
+/// redelivers), else the digest of the whole event (delivery/read receipts, postbacks).
+pub(super) fn event_key(event: &Value) -> String {
+    match event.pointer("/message/mid").and_then(Value::as_str) {
+        Some(mid) => format!("mid:{mid}"),
+        None => {
+            // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so equal events
+            // serialise identically whatever order their keys arrived in.
+            let canonical = serde_json::to_vec(event).expect("a Value always serialises");
+            let digest = Sha256::digest(&canonical);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
+}
+
+pub(super) fn timestamp(event: &Value) -> Option<i64> {
+    let ts = event.get("timestamp")?;
+    ts.as_i64().or_else(|| ts.as_f64().map(|f| f as i64))
+}
+
+/// Sorts by timestamp, keeping arrival order among equals. An event without a timestamp keeps
+/// its place after the event before it.
+pub(super) fn sort_chronologically(events: &mut Vec<Value>) {
+    let mut last = i64::MIN;
+    let mut keyed: Vec<(i64, Value)> = events
+        .drain(..)
+        .map(|event| {
+            last = timestamp(&event).unwrap_or(last);
+            (last, event)
+        })
+        .collect();
+    keyed.sort_by_key(|(ts, _)| *ts);
+    events.extend(keyed.into_iter().map(|(_, event)| event));
+}
+
+/// Drops events already in `known` or repeated within `events`, adding the keys of the rest.
+pub(super) fn keep_unseen(events: Vec<Value>, known: &mut HashSet<String>) -> Vec<Value> {
+    events
+        .into_iter()
+        .filter(|event| known.insert(event_key(event)))
+        .collect()
+}
+
+fn line(event: &Value) -> Vec<u8> {
+    // Compact JSON escapes control characters, so an event is always exactly one line.
+    serde_json::to_vec(event).expect("a Value always serialises")
+}
+
+/// A whole file holding `events`.
+pub(super) fn render(events: &[Value]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    for (i, event) in events.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        out.extend_from_slice(&line(event));
+    }
+    out.extend_from_slice(TAIL);
+    out
+}
+
+/// What replaces the [`TAIL`] of a non-empty file to add `events` after its last one.
+pub(super) fn render_append(events: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        out.extend_from_slice(b",\n");
+        out.extend_from_slice(&line(event));
+    }
+    out.extend_from_slice(TAIL);
+    out
+}
+
+/// What a file holds, and whether it had to be pieced together.
+#[derive(Debug)]
+pub(super) struct Parsed {
+    pub events: Vec<Value>,
+    /// The file was already in line format: appends may go in place.
+    pub line_format: bool,
+    /// Lines that were not complete events. Only the last line can be torn by a crash during
+    /// an append; `damaged_before_end` means something else broke it.
+    pub dropped_lines: usize,
+    pub damaged_before_end: bool,
+}
+
+pub(super) fn parse(bytes: &[u8]) -> Parsed {
+    if let Ok(events) = serde_json::from_slice::<Vec<Value>>(bytes) {
+        // A file written by the original (one line, no trailing newline) parses too; it is
+        // rewritten in line format before the first in-place append.
+        let line_format = !events.is_empty()
+            && bytes.starts_with(b"[\n")
+            && bytes.ends_with(TAIL)
+            && bytes.iter().filter(|&&b| b == b'\n').count() == events.len() + 2;
+        return Parsed {
+            events,
+            line_format,
+            dropped_lines: 0,
+            damaged_before_end: false,
+        };
+    }
+    let lines: Vec<&[u8]> = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.trim_ascii())
+        .filter(|l| !l.is_empty() && *l != b"[" && *l != b"]")
+        .collect();
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in lines.iter().enumerate() {
+        let raw = raw.strip_prefix(b"[").unwrap_or(raw);
+        let raw = raw.strip_suffix(b"]").unwrap_or(raw);
+        let raw = raw.strip_suffix(b",").unwrap_or(raw);
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(event @ Value::Object(_)) => events.push(event),
+            _ => bad.push(i),
+        }
+    }
+    Parsed {
+        events,
+        line_format: false,
+        dropped_lines: bad.len(),
+        damaged_before_end: bad.iter().any(|&i| i + 1 < lines.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ev(mid: &str, ts: i64) -> Value {
+        json!({"sender": {"id": "1"}, "recipient": {"id": "2"}, "timestamp": ts, "message": {"mid": mid, "text": "a\nb"}})
+    }
+
+    #[test]
+    fn rendered_files_parse_back_in_line_format() {
+        let events = vec![ev("m1", 1), ev("m2", 2)];
+        let bytes = render(&events);
+        let parsed = parse(&bytes);
+        assert_eq!(parsed.events, events);
+        assert!(parsed.line_format);
+
+        let mut appended = bytes[..bytes.len() - TAIL.len()].to_vec();
+        appended.extend(render_append(&[ev("m3", 3)]));
+        let parsed = parse(&appended);
+        assert_eq!(parsed.events.len(), 3);
+        assert!(parsed.line_format);
+    }
+
+    #[test]
+    fn original_single_line_files_parse_but_are_not_line_format() {
+        let bytes = serde_json::to_vec(&vec![ev("m1", 1), ev("m2", 2)]).unwrap();
+        let parsed = parse(&bytes);
+        assert_eq!(parsed.events.len(), 2);
+        assert!(!parsed.line_format);
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_every_complete_line() {
+        let bytes = render(&[ev("m1", 1), ev("m2", 2)]);
+        let mut torn = bytes[..bytes.len() - TAIL.len()].to_vec();
+        torn.extend_from_slice(b",\n{\"sender\":{\"id\":\"1\"},\"timest");
+        let parsed = parse(&torn);
+        assert_eq!(parsed.events, vec![ev("m1", 1), ev("m2", 2)]);
+        assert_eq!(parsed.dropped_lines, 1);
+        assert!(!parsed.damaged_before_end);
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_reported() {
+        let bytes = b"[\n{\"a\":1},\nGARBAGE,\n{\"b\":2}\n]\n";
+        let parsed = parse(bytes);
+        assert_eq!(parsed.events.len(), 2);
+        assert!(parsed.damaged_before_end);
+    }
+
+    #[test]
+    fn keys_prefer_the_mid_and_ignore_key_order_otherwise() {
+        assert_eq!(event_key(&ev("m1", 1)), "mid:m1");
+        let a: Value =
+            serde_json::from_str(r#"{"sender":{"id":"1"},"read":{"watermark":5}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"read":{"watermark":5},"sender":{"id":"1"}}"#).unwrap();
+        assert_eq!(event_key(&a), event_key(&b));
+        let c: Value =
+            serde_json::from_str(r#"{"read":{"watermark":6},"sender":{"id":"1"}}"#).unwrap();
+        assert_ne!(event_key(&a), event_key(&c));
+    }
+
+    #[test]
+    fn sorting_is_stable_and_carries_missing_timestamps() {
+        let no_ts = json!({"delivery": {"watermark": 1}});
+        let mut events = vec![ev("b", 5), no_ts.clone(), ev("a", 1), ev("c", 5)];
+        sort_chronologically(&mut events);
+        let order: Vec<String> = events.iter().map(event_key).collect();
+        assert_eq!(order, ["mid:a", "mid:b", &event_key(&no_ts), "mid:c"]);
+    }
+}

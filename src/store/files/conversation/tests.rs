@@ -1,0 +1,387 @@
+//! The conversation file under concurrency, crashes and out-of-order delivery.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::domain::{PageId, SenderId};
+use crate::store::FileStore;
+
+fn ids() -> (PageId, SenderId) {
+    (
+        PageId::parse("101").unwrap(),
+        SenderId::parse("2001").unwrap(),
+    )
+}
+
+fn message(mid: &str, ts: i64) -> Value {
+    json!({
+        "sender": {"id": "2001"}, "recipient": {"id": "101"}, "timestamp": ts,
+        "message": {"mid": mid, "text": format!("text of {mid}")}
+    })
+}
+
+fn mids(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            e.pointer("/message/mid")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string()
+        })
+        .collect()
+}
+
+fn parse_file(store: &FileStore) -> Vec<Value> {
+    let (page, sender) = ids();
+    let bytes = std::fs::read(store.conversation_path(&page, &sender)).unwrap();
+    serde_json::from_slice(&bytes).expect("the file always parses as a JSON array")
+}
+
+#[tokio::test]
+async fn events_are_stored_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m1", 10), message("m3", 30)])
+            .await
+            .unwrap(),
+        2
+    );
+    // A redelivery and a repeat inside one batch are both skipped.
+    assert_eq!(
+        store
+            .add_to_conversation(
+                &page,
+                &sender,
+                vec![message("m1", 10), message("m4", 40), message("m4", 40)]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    // An older event goes in its place, not at the end.
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m2", 20)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m2", 20)])
+            .await
+            .unwrap(),
+        0
+    );
+
+    let on_disk = parse_file(&store);
+    assert_eq!(mids(&on_disk), ["m1", "m2", "m3", "m4"]);
+    assert_eq!(on_disk[0], message("m1", 10), "events are stored whole");
+    assert_eq!(
+        store.read_conversation(&page, &sender).await.unwrap(),
+        on_disk
+    );
+}
+
+#[tokio::test]
+async fn identical_events_without_mid_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let read = json!({"sender": {"id": "2001"}, "recipient": {"id": "101"}, "timestamp": 50, "read": {"watermark": 49}});
+    let later_read = json!({"sender": {"id": "2001"}, "recipient": {"id": "101"}, "timestamp": 60, "read": {"watermark": 59}});
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![read.clone(), read.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![read.clone(), later_read])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(parse_file(&store).len(), 2);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_appends_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(dir.path()));
+    let (page, sender) = ids();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (store, page, sender) = (Arc::clone(&store), page.clone(), sender.clone());
+            tokio::spawn(async move {
+                store
+                    .add_to_conversation(
+                        &page,
+                        &sender,
+                        vec![message(&format!("m{i:03}"), 1000 + i)],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 1);
+    }
+    let on_disk = parse_file(&store);
+    assert_eq!(on_disk.len(), 200);
+    let mut expected: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
+    expected.sort();
+    assert_eq!(
+        mids(&on_disk),
+        expected,
+        "every message once, in timestamp order"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_append_is_repaired_on_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    store
+        .add_to_conversation(&page, &sender, vec![message("m1", 1), message("m2", 2)])
+        .await
+        .unwrap();
+
+    // Simulate a crash half-way through an in-place append: the closing `]` was overwritten
+    // and the new event is cut off mid-entry.
+    let path = store.conversation_path(&page, &sender);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    bytes.extend_from_slice(
+        br#",
+{"message":{"mid":"m3","text":"cut o"#,
+    );
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(serde_json::from_slice::<Vec<Value>>(&bytes).is_err());
+
+    // A fresh store (a restarted process) repairs it, and the redelivered event lands.
+    let restarted = FileStore::new(dir.path());
+    assert_eq!(
+        restarted
+            .add_to_conversation(&page, &sender, vec![message("m3", 3)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mids(&parse_file(&restarted)), ["m1", "m2", "m3"]);
+    // The same process notices a torn tail too, without a restart.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        restarted
+            .add_to_conversation(&page, &sender, vec![message("m4", 4)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mids(&parse_file(&restarted)), ["m1", "m2", "m3", "m4"]);
+}
+
+#[tokio::test]
+async fn damage_in_the_middle_keeps_a_copy_and_every_readable_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let path = store.conversation_path(&page, &sender);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let line = |e: Value| e.to_string();
+    std::fs::write(
+        &path,
+        format!(
+            "[\n{},\nNOT JSON,\n{}\n]\n",
+            line(message("m1", 1)),
+            line(message("m3", 3))
+        ),
+    )
+    .unwrap();
+
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m4", 4)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m3", "m4"]);
+    let kept: Vec<_> = std::fs::read_dir(path.parent().unwrap().join(".salesbot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("2001.json.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the damaged original is kept for a human");
+}
+
+#[tokio::test]
+async fn a_file_written_by_the_original_is_merged_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let path = store.conversation_path(&page, &sender);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Python's json.dump: one line, no trailing newline, not necessarily in order.
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&vec![message("m2", 2), message("m1", 1)]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m1", 1), message("m3", 3)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m2", "m3"]);
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m4", 4)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m2", "m3", "m4"]);
+}
+
+#[tokio::test]
+async fn another_writer_between_two_appends_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::new(dir.path());
+    let b = FileStore::new(dir.path()); // its own cache, like a second process
+    let (page, sender) = ids();
+    a.add_to_conversation(&page, &sender, vec![message("m1", 1)])
+        .await
+        .unwrap();
+    b.add_to_conversation(&page, &sender, vec![message("m2", 2)])
+        .await
+        .unwrap();
+    // `a` must not trust its cached view: m2 is known, m3 is new.
+    assert_eq!(
+        a.add_to_conversation(&page, &sender, vec![message("m2", 2), message("m3", 3)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        b.add_to_conversation(&page, &sender, vec![message("m0", 0)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        a.add_to_conversation(&page, &sender, vec![message("m0", 0)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(mids(&parse_file(&a)), ["m0", "m1", "m2", "m3"]);
+}
+
+#[tokio::test]
+async fn files_are_written_under_the_data_dir_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = FileStore::new(&data);
+    let (page, sender) = ids();
+    store
+        .add_to_conversation(&page, &sender, vec![message("m1", 1)])
+        .await
+        .unwrap();
+    store
+        .write_metadata(&page, &json!({"id": "101", "name": "P"}))
+        .await
+        .unwrap();
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, vec![std::ffi::OsString::from("data")]);
+    assert!(data.join("facebook/101/conversations/2001.json").is_file());
+    assert!(data.join("facebook/101/page_metadata.json").is_file());
+}
+
+/// Appends `SALESBOT_WORKER_COUNT` messages tagged `SALESBOT_WORKER_TAG` to the conversation in
+/// `SALESBOT_WORKER_DIR`. Run as a separate process by the test below; ignored otherwise.
+#[tokio::test]
+#[ignore = "helper process for two_processes_appending_lose_nothing"]
+async fn worker_process_appends() {
+    let Ok(dir) = std::env::var("SALESBOT_WORKER_DIR") else {
+        return;
+    };
+    let tag = std::env::var("SALESBOT_WORKER_TAG").unwrap();
+    let count: i64 = std::env::var("SALESBOT_WORKER_COUNT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = FileStore::new(std::path::Path::new(&dir));
+    let (page, sender) = ids();
+    for i in 0..count {
+        // Interleaved timestamps, so both processes also insert into each other's history.
+        let ts = 1_000 + i * 2 + i64::from(tag == "b");
+        let added = store
+            .add_to_conversation(&page, &sender, vec![message(&format!("{tag}{i:04}"), ts)])
+            .await
+            .unwrap();
+        assert_eq!(added, 1);
+    }
+}
+
+#[test]
+fn two_processes_appending_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 200;
+    let spawn = |tag: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::files::conversation::tests::worker_process_appends",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SALESBOT_WORKER_DIR", dir.path())
+            .env("SALESBOT_WORKER_TAG", tag)
+            .env("SALESBOT_WORKER_COUNT", count.to_string())
+            // The child's own "test result" lines would read as this run's summary.
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn("a");
+    let mut b = spawn("b");
+    assert!(a.wait().unwrap().success(), "worker a failed");
+    assert!(b.wait().unwrap().success(), "worker b failed");
+
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let bytes = std::fs::read(store.conversation_path(&page, &sender)).unwrap();
+    let events: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        events.len(),
+        2 * count,
+        "both processes' messages are all there"
+    );
+    let timestamps: Vec<i64> = events
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(
+        timestamps.windows(2).all(|w| w[0] <= w[1]),
+        "chronological order"
+    );
+    let unique: std::collections::HashSet<String> = mids(&events).into_iter().collect();
+    assert_eq!(unique.len(), 2 * count);
+}

@@ -1,0 +1,113 @@
+use secrecy::SecretBox;
+
+use super::*;
+
+fn open(dir: &tempfile::TempDir) -> SessionStore {
+    SessionStore::open(
+        &dir.path().join("sessions.db"),
+        Cipher::new(&SecretBox::new(Box::new([3; 32]))),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn create_resolve_end_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = Uuid::new_v4();
+    let id = store.create(user).await.unwrap();
+    assert_eq!(
+        id.expose_cookie_value().len(),
+        43,
+        "32 bytes of URL-safe base64"
+    );
+    assert_eq!(
+        store.resolve(id.expose_cookie_value()).await.unwrap(),
+        Some(user)
+    );
+    assert_eq!(store.resolve("not-a-session").await.unwrap(), None);
+    assert!(store.end(id.expose_cookie_value()).await.unwrap());
+    assert_eq!(store.resolve(id.expose_cookie_value()).await.unwrap(), None);
+    assert!(!store.end(id.expose_cookie_value()).await.unwrap());
+}
+
+#[tokio::test]
+async fn sessions_expire_after_an_hour_and_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = Uuid::new_v4();
+    let t0 = 1_800_000_000;
+    let id = store.create_at(user, t0).await.unwrap();
+    let cookie = id.expose_cookie_value();
+    assert_eq!(
+        store.resolve_at(cookie, t0 + 3599).await.unwrap(),
+        Some(user)
+    );
+    assert_eq!(store.resolve_at(cookie, t0 + 3600).await.unwrap(), None);
+    // Resolving an expired session removed it: it stays gone even at an earlier clock.
+    assert_eq!(store.resolve_at(cookie, t0).await.unwrap(), None);
+
+    let a = store.create_at(user, t0).await.unwrap();
+    let _b = store.create_at(user, t0 + 100).await.unwrap();
+    assert_eq!(store.purge_expired_at(t0 + 3650).await.unwrap(), 1);
+    assert_eq!(
+        store.resolve_at(a.expose_cookie_value(), t0).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn only_a_hash_of_the_session_id_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let user = Uuid::new_v4();
+    let id = store.create(user).await.unwrap();
+    drop(store);
+    for name in ["sessions.db", "sessions.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(name)) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(id.expose_cookie_value()),
+                "{name} holds the session id"
+            );
+            assert!(
+                !text.contains(&user.to_string()),
+                "{name} holds the UUID in plaintext"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_state_can_be_spent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = 1_800_000_000;
+    assert!(
+        store
+            .spend_state_at("1:abc:sig", now + 300, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .spend_state_at("1:abc:sig", now + 300, now + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .spend_state_at("1:def:sig", now + 300, now + 1)
+            .await
+            .unwrap()
+    );
+
+    // A second handle on the same file (another process) sees the spend too.
+    let other = open(&dir);
+    assert!(
+        !other
+            .spend_state_at("1:abc:sig", now + 300, now + 2)
+            .await
+            .unwrap()
+    );
+}

@@ -1,0 +1,73 @@
+//! One SQLite connection per database file, used from tokio's blocking pool.
+//!
+//! WAL lets readers proceed beside a writer, and a busy timeout makes a second process (a
+//! `salesbot poll` beside the server) wait for the lock instead of failing with "database is
+//! locked". Within this process the mutex serialises access, so that error cannot surface here.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+#[derive(Clone)]
+pub(crate) struct Db {
+    // A std mutex, not tokio's: it is only ever taken inside `spawn_blocking`.
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and applies `schema`.
+    pub(crate) fn open(path: &Path, schema: &str) -> Result<Db, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(StoreError::io("create folder", parent))?;
+        }
+        let conn = Connection::open(path)?;
+        restrict_permissions(path);
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a token or session acknowledged to a browser survives power loss too.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(schema)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// Runs `work` on the connection without blocking the async runtime.
+    pub(crate) async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite consistent (transactions roll
+            // back), so a poisoned mutex is safe to keep using.
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut conn)
+        })
+        .await?
+    }
+}
+
+/// The databases hold sealed secrets: keep them readable by the service's user only.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(err) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot restrict database permissions");
+        }
+    }
+}

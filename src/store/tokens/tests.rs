@@ -1,0 +1,226 @@
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use super::*;
+
+fn cipher(byte: u8) -> Cipher {
+    Cipher::new(&SecretBox::new(Box::new([byte; 32])))
+}
+
+fn page(id: &str) -> PageId {
+    PageId::parse(id).unwrap()
+}
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s)
+}
+
+#[tokio::test]
+async fn store_get_delete_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TokenStore::open(&dir.path().join("tokens.db"), cipher(1)).unwrap();
+    let key = TokenKey::page_token(&page("101"));
+
+    assert!(store.get(&key).await.unwrap().is_none());
+    store
+        .store(&key, &secret("EAAB-first"), TokenKind::Token)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().expose_secret(),
+        "EAAB-first"
+    );
+
+    store
+        .store(&key, &secret("EAAB-second"), TokenKind::Token)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().expose_secret(),
+        "EAAB-second"
+    );
+
+    assert!(store.delete(&key).await.unwrap());
+    assert!(!store.delete(&key).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn all_of_kind_lists_only_that_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TokenStore::open(&dir.path().join("tokens.db"), cipher(1)).unwrap();
+    store
+        .store(
+            &TokenKey::page_token(&page("2")),
+            &secret("t2"),
+            TokenKind::Token,
+        )
+        .await
+        .unwrap();
+    store
+        .store(
+            &TokenKey::page_token(&page("1")),
+            &secret("t1"),
+            TokenKind::Token,
+        )
+        .await
+        .unwrap();
+    store
+        .store(
+            &TokenKey::page_uuid(&page("1")),
+            &secret("u1"),
+            TokenKind::Uuid,
+        )
+        .await
+        .unwrap();
+
+    let tokens = store.all_of_kind(TokenKind::Token).await.unwrap();
+    let listed: Vec<(&str, &str)> = tokens
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("FACEBOOK_ACCESS_TOKEN_1", "t1"),
+            ("FACEBOOK_ACCESS_TOKEN_2", "t2")
+        ]
+    );
+    assert_eq!(tokens[0].0.page_of_token(), Some(page("1")));
+
+    let uuids = store.all_of_kind(TokenKind::Uuid).await.unwrap();
+    assert_eq!(uuids.len(), 1);
+    assert_eq!(uuids[0].0.page_of_token(), None);
+}
+
+#[tokio::test]
+async fn values_survive_reopening_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/folder/tokens.db");
+    let key = TokenKey::shop_uuid("demo-store_myshopify_com");
+    {
+        let store = TokenStore::open(&path, cipher(1)).unwrap();
+        store
+            .store(&key, &secret("uuid-1"), TokenKind::Uuid)
+            .await
+            .unwrap();
+    }
+    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().expose_secret(),
+        "uuid-1"
+    );
+}
+
+async fn undecryptable_key(result: Result<Option<SecretString>, StoreError>) -> String {
+    match result {
+        Err(StoreError::Undecryptable { key }) => key,
+        other => panic!(
+            "expected Undecryptable, got {:?}",
+            other.map(|v| v.is_some())
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_a_clear_error_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let key = TokenKey::page_token(&page("7"));
+    TokenStore::open(&path, cipher(1))
+        .unwrap()
+        .store(&key, &secret("t"), TokenKind::Token)
+        .await
+        .unwrap();
+
+    let other = TokenStore::open(&path, cipher(2)).unwrap();
+    assert_eq!(
+        undecryptable_key(other.get(&key).await).await,
+        "FACEBOOK_ACCESS_TOKEN_7"
+    );
+    assert!(matches!(
+        other.all_of_kind(TokenKind::Token).await,
+        Err(StoreError::Undecryptable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn tampered_and_moved_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    let victim = TokenKey::page_token(&page("1"));
+    let attacker = TokenKey::page_token(&page("2"));
+    store
+        .store(&victim, &secret("victim-token"), TokenKind::Token)
+        .await
+        .unwrap();
+    store
+        .store(&attacker, &secret("attacker-token"), TokenKind::Token)
+        .await
+        .unwrap();
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    // Copy the attacker's sealed value onto the victim's row.
+    raw.execute(
+        "UPDATE tokens SET value = (SELECT value FROM tokens WHERE key = ?1) WHERE key = ?2",
+        [attacker.as_str(), victim.as_str()],
+    )
+    .unwrap();
+    assert_eq!(
+        undecryptable_key(store.get(&victim).await).await,
+        victim.as_str()
+    );
+
+    // Flip one character of the attacker's own ciphertext.
+    let sealed: String = raw
+        .query_row(
+            "SELECT value FROM tokens WHERE key = ?1",
+            [attacker.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut bytes = sealed.into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    raw.execute(
+        "UPDATE tokens SET value = ?1 WHERE key = ?2",
+        [
+            String::from_utf8(bytes).unwrap().as_str(),
+            attacker.as_str(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        undecryptable_key(store.get(&attacker).await).await,
+        attacker.as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_database_file_never_holds_a_token_in_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    let token = "EAAB-PLAINTEXT-CANARY-0123456789";
+    for i in 0..50 {
+        let key = TokenKey::page_token(&page(&i.to_string()));
+        store
+            .store(&key, &secret(token), TokenKind::Token)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    for name in ["tokens.db", "tokens.db-wal", "tokens.db-shm"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(name)) {
+            let haystack = String::from_utf8_lossy(&bytes);
+            assert!(
+                !haystack.contains(token),
+                "{name} holds the token in plaintext"
+            );
+            assert!(
+                !haystack.contains("PLAINTEXT-CANARY"),
+                "{name} holds part of the token"
+            );
+        }
+    }
+}
