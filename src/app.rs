@@ -86,7 +86,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        tracing::info!(addr = %self.addr, "salesbot listening on http://{}", self.addr);
+        tracing::info!("salesbot listening on http://{}", self.addr);
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

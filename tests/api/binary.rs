@@ -1,0 +1,112 @@
+//! The `salesbot` binary as an operator meets it: `--help`, a broken environment, `serve`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::test_env;
+
+fn salesbot(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_salesbot"));
+    // A clean environment and a folder without `.env`: only what the test sets is seen.
+    cmd.env_clear().current_dir(dir);
+    cmd
+}
+
+#[test]
+fn help_describes_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = salesbot(dir.path()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in ["serve", "poll", "demo", "POLL_CRON", ".env.example"] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+}
+
+#[test]
+fn a_bare_environment_names_every_missing_variable_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = salesbot(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stderr).unwrap();
+    for name in salesbot::config::REQUIRED {
+        assert!(text.contains(name), "{name} not named:\n{text}");
+    }
+    assert_eq!(
+        text.matches("missing required environment variables")
+            .count(),
+        1,
+        "one error:\n{text}"
+    );
+}
+
+#[test]
+fn serve_reports_its_port_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = salesbot(dir.path());
+    cmd.envs(test_env(dir.path(), &[("RUST_LOG", "info")]));
+    let mut child = KillOnDrop(cmd.arg("serve").stderr(Stdio::piped()).spawn().unwrap());
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no 'listening' line");
+        let line = lines.next().expect("stderr open").unwrap();
+        seen.push(line.clone());
+        if let Some(at) = line.find("listening on http://") {
+            let rest = &line[at + "listening on http://".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert!(!addr.ends_with(":0"), "the real port is logged: {addr}");
+
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    seen.extend(rest.iter().cloned());
+    let status = child.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM, got {status:?}; log: {rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("salesbot stopped")),
+        "{rest:?}"
+    );
+    // The derived-key warning is logged once, and no secret from the environment appears.
+    let all = seen.join("\n");
+    assert_eq!(
+        all.matches("TOKEN_ENCRYPTION_KEY is not set").count(),
+        1,
+        "{all}"
+    );
+    assert!(!all.contains("test-state-secret") && !all.contains("test-facebook-app-secret"));
+}
+
+/// A failed assertion must not leave a server running (it would also hold the test's output
+/// open, so the harness would never finish).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
