@@ -5,13 +5,11 @@ use std::net::SocketAddr;
 
 use salesbot::app::Application;
 use salesbot::config::Config;
-use salesbot::http::AppState;
 use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub state: AppState,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -85,7 +83,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
     let app = Application::build(config).await.expect("app builds");
     let addr = app.addr();
-    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -101,7 +98,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     TestApp {
         addr,
         client,
-        state,
         dir,
         stop: Some(stop),
         server: Some(server),
