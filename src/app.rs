@@ -8,8 +8,12 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::facebook::graph::GraphClient;
 use crate::http::{self, AppState};
 use crate::oauth_state::StateSigner;
+use crate::outbound;
+use crate::shopify::admin::ShopifyClient;
+use crate::shopify::credentials::ShopifyTokens;
 use crate::store::cipher::Cipher;
 use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
 
@@ -31,11 +35,18 @@ pub enum StartError {
 /// Opens the stores named in `config` and builds the state every handler shares.
 pub fn build_state(config: Config) -> Result<AppState, StoreError> {
     let cipher = Cipher::new(&config.storage.encryption_key);
+    let tokens = TokenStore::open(&config.storage.token_db_path, cipher.clone())?;
+    let http = outbound::client();
+    let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     Ok(AppState {
-        tokens: TokenStore::open(&config.storage.token_db_path, cipher.clone())?,
         sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
         files: FileStore::new(&config.storage.data_dir),
         states: StateSigner::new(config.state_token_secret.clone()),
+        graph: GraphClient::new(http.clone(), &config.facebook),
+        shopify_tokens: ShopifyTokens::new(tokens.clone(), shopify.clone()),
+        shopify,
+        tokens,
+        http,
         config: Arc::new(config),
     })
 }

@@ -8,6 +8,9 @@
 //! - [`http`]: the HTTP edge: routes, the error type that becomes `{"detail": ...}`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
 //! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).
+//! - [`shopify`]: the Shopify OAuth flow, Admin API client and stored credentials.
+//! - [`facebook`]: the Facebook OAuth flow and the Graph API client.
+//! - [`outbound`]: the one HTTP client for calls to Meta and Shopify.
 //! - [`store`]: everything on disk: the encrypted token store, sessions, used OAuth states,
 //!   and the JSON files under `DATA_DIR/facebook/` that the bot reads.
 //! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
@@ -16,7 +19,10 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod facebook;
 pub mod http;
 pub mod oauth_state;
+pub mod outbound;
+pub mod shopify;
 pub mod store;
 pub mod telemetry;

@@ -1,18 +1,23 @@
 //! The HTTP edge: one router, one state, one place where the layers are added.
 
+pub mod cookies;
 mod error;
 mod health;
 mod layers;
+pub mod state_check;
 
 use std::sync::Arc;
 
 use axum::Router;
 
 use crate::config::Config;
+use crate::facebook::graph::GraphClient;
 use crate::oauth_state::StateSigner;
+use crate::shopify::admin::ShopifyClient;
+use crate::shopify::credentials::ShopifyTokens;
 use crate::store::{FileStore, SessionStore, TokenStore};
 
-pub use error::ApiError;
+pub use error::{ApiError, chain as error_chain};
 
 /// What every handler may use. Cheap to clone: everything inside is shared.
 #[derive(Debug, Clone)]
@@ -22,10 +27,26 @@ pub struct AppState {
     pub sessions: SessionStore,
     pub files: FileStore,
     pub states: StateSigner,
+    /// The one client for every outbound call (see `outbound`).
+    pub http: reqwest::Client,
+    pub graph: GraphClient,
+    pub shopify: ShopifyClient,
+    pub shopify_tokens: ShopifyTokens,
+}
+
+impl AppState {
+    /// Cookies carry `Secure` when the app is reached over https (its redirect URIs say so).
+    pub fn cookies_secure(&self) -> bool {
+        self.config.shopify.redirect_uri.scheme() == "https"
+            || self.config.facebook.redirect_uri.scheme() == "https"
+    }
 }
 
 /// All routes with their layers; `app::Application` serves it, tests may call it directly.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new().merge(health::router());
+    let routes = Router::new()
+        .merge(health::router())
+        .merge(crate::shopify::oauth::router())
+        .merge(crate::facebook::oauth::router());
     layers::apply(routes.fallback(error::not_found)).with_state(state)
 }

@@ -197,8 +197,7 @@ impl SessionStore {
 }
 
 fn hash(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(value.as_bytes()))
 }
 
 fn aad(hash: &str) -> String {

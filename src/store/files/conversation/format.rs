@@ -27,9 +27,7 @@ pub(super) fn event_key(event: &Value) -> String {
             // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so equal events
             // serialise identically whatever order their keys arrived in.
             let canonical = serde_json::to_vec(event).expect("a Value always serialises");
-            let digest = Sha256::digest(&canonical);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
+            format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
         }
     }
 }

@@ -1,0 +1,182 @@
+//! A shop's stored Shopify credentials, and a valid access token on demand.
+//!
+//! The access token, refresh token and expiry are sealed together in the one row
+//! `SHOPIFY_ACCESS_TOKEN_{shop_key}`, so replacing the pair is a single atomic write. Whoever
+//! needs a token asks [`ShopifyTokens::access_token`], which refreshes it first when it expires
+//! within five minutes.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use std::sync::Arc;
+
+use super::ShopDomain;
+use super::admin::{Grant, ShopifyClient, ShopifyError};
+use crate::store::{StoreError, TokenKey, TokenKind, TokenStore, unix_now};
+
+/// Refresh this long before Shopify's expiry, so a token never dies mid-request.
+const REFRESH_MARGIN_SECS: i64 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("no Shopify token is stored for {0}; connect the shop again")]
+    NotConnected(String),
+    #[error(
+        "the Shopify token of {shop} expired and could not be refreshed ({source}); connect the shop again"
+    )]
+    RefreshFailed {
+        shop: String,
+        #[source]
+        source: ShopifyError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The sealed form. Never serialised anywhere but into the token store.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    /// Unix seconds; `None` for a non-expiring token.
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    refresh_token_expires_at: Option<i64>,
+    #[serde(default)]
+    scope: String,
+}
+
+impl Stored {
+    fn from_grant(grant: &Grant, now: i64) -> Stored {
+        Stored {
+            access_token: grant.access_token.expose_secret().to_string(),
+            refresh_token: grant
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+            expires_at: grant.expires_in.map(|s| now + s),
+            refresh_token_expires_at: grant.refresh_token_expires_in.map(|s| now + s),
+            scope: grant.scope.clone(),
+        }
+    }
+
+    fn seal_form(&self) -> SecretString {
+        SecretString::from(serde_json::to_string(self).expect("plain strings serialise"))
+    }
+
+    fn parse(value: &SecretString) -> Stored {
+        serde_json::from_str(value.expose_secret()).unwrap_or_else(|_| Stored {
+            // A bare token, as the original stored it: treat it as non-expiring.
+            access_token: value.expose_secret().to_string(),
+            refresh_token: None,
+            expires_at: None,
+            refresh_token_expires_at: None,
+            scope: String::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ShopifyTokens {
+    tokens: TokenStore,
+    client: ShopifyClient,
+    // One refresh at a time: two concurrent refreshes would race to replace the same pair.
+    refreshing: Arc<Mutex<()>>,
+}
+
+impl ShopifyTokens {
+    pub fn new(tokens: TokenStore, client: ShopifyClient) -> ShopifyTokens {
+        ShopifyTokens {
+            tokens,
+            client,
+            refreshing: Arc::default(),
+        }
+    }
+
+    /// Stores what the code exchange returned, replacing any earlier pair in one write.
+    pub async fn save(&self, shop: &ShopDomain, grant: &Grant) -> Result<(), StoreError> {
+        let stored = Stored::from_grant(grant, unix_now());
+        self.tokens
+            .store(
+                &TokenKey::shopify_token(&shop.key()),
+                &stored.seal_form(),
+                TokenKind::Token,
+            )
+            .await
+    }
+
+    /// A usable access token for `shop`, refreshed first if it is about to expire.
+    pub async fn access_token(&self, shop: &ShopDomain) -> Result<SecretString, CredentialError> {
+        self.access_token_at(shop, unix_now()).await
+    }
+
+    pub async fn access_token_at(
+        &self,
+        shop: &ShopDomain,
+        now: i64,
+    ) -> Result<SecretString, CredentialError> {
+        let stored = self.load(shop).await?;
+        if !needs_refresh(&stored, now) {
+            return Ok(SecretString::from(stored.access_token));
+        }
+        let _guard = self.refreshing.lock().await;
+        // Another task may have refreshed while this one waited.
+        let stored = self.load(shop).await?;
+        if !needs_refresh(&stored, now) {
+            return Ok(SecretString::from(stored.access_token));
+        }
+        let refresh_token = stored
+            .refresh_token
+            .clone()
+            .map(SecretString::from)
+            .ok_or_else(|| CredentialError::RefreshFailed {
+                shop: shop.to_string(),
+                source: ShopifyError::Decode(
+                    "the stored token expired and has no refresh token".into(),
+                ),
+            })?;
+        let grant = self
+            .client
+            .refresh(shop, &refresh_token)
+            .await
+            .map_err(|source| {
+                tracing::error!(shop = %shop, error = %source, "Shopify token refresh failed");
+                CredentialError::RefreshFailed {
+                    shop: shop.to_string(),
+                    source,
+                }
+            })?;
+        let mut renewed = Stored::from_grant(&grant, now);
+        if renewed.refresh_token.is_none() {
+            renewed.refresh_token = stored.refresh_token;
+            renewed.refresh_token_expires_at = stored.refresh_token_expires_at;
+        }
+        self.tokens
+            .store(
+                &TokenKey::shopify_token(&shop.key()),
+                &renewed.seal_form(),
+                TokenKind::Token,
+            )
+            .await?;
+        tracing::info!(shop = %shop, "Shopify token refreshed");
+        Ok(grant.access_token)
+    }
+
+    async fn load(&self, shop: &ShopDomain) -> Result<Stored, CredentialError> {
+        let value = self
+            .tokens
+            .get(&TokenKey::shopify_token(&shop.key()))
+            .await?
+            .ok_or_else(|| CredentialError::NotConnected(shop.to_string()))?;
+        Ok(Stored::parse(&value))
+    }
+}
+
+fn needs_refresh(stored: &Stored, now: i64) -> bool {
+    stored
+        .expires_at
+        .is_some_and(|at| at - REFRESH_MARGIN_SECS <= now)
+}
