@@ -5,10 +5,14 @@ use std::net::SocketAddr;
 
 use salesbot::app::Application;
 use salesbot::config::Config;
+use salesbot::http::AppState;
 use tokio::sync::oneshot;
+
+use crate::stand_in::StandIn;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub state: AppState,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -72,6 +76,22 @@ pub fn test_env(dir: &std::path::Path, overrides: &[(&str, &str)]) -> HashMap<St
     env
 }
 
+/// The app wired to a fresh stand-in for Meta and Shopify, self-tests posting to the stand-in.
+pub async fn spawn_with_stand_in(overrides: &[(&str, &str)]) -> (TestApp, StandIn) {
+    let stand_in = StandIn::start().await;
+    let base = stand_in.url();
+    let shops = format!("{base}/shops/{{shop}}");
+    let webhook = format!("{base}/webhook");
+    let mut all: Vec<(&str, &str)> = vec![
+        ("FACEBOOK_GRAPH_URL", &base),
+        ("FACEBOOK_DIALOG_URL", &base),
+        ("SHOPIFY_SHOP_URL", &shops),
+        ("FACEBOOK_WEBHOOK_ADDRESS", &webhook),
+    ];
+    all.extend_from_slice(overrides);
+    (spawn_app_with(&all).await, stand_in)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -84,6 +104,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let addr = app.addr();
     let (stop, stopped) = oneshot::channel::<()>();
+    let state = app.state().clone();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {
             let _ = stopped.await;
@@ -98,16 +119,38 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     TestApp {
         addr,
         client,
+        state,
         dir,
         stop: Some(stop),
         server: Some(server),
     }
 }
 
-/// Logs go through the test harness's capture, so only a failing test shows them.
+/// Everything any test app logged, at debug level, so tests can search it for secrets.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        // Also through the harness's capture, so a failing test shows its logs.
+        print!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_test_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_test_writer()
+        .with_ansi(false)
+        .with_writer(|| LogSink)
         .try_init();
 }

@@ -1,5 +1,11 @@
-//! Integration tests: the real application on a random port, driven over HTTP like a user.
+//! Integration tests: the real application on a random port, driven over HTTP like a user,
+//! against stand-ins for Meta and Shopify on 127.0.0.1.
 
 mod binary;
+mod facebook_oauth;
+mod flow;
 mod health;
 mod helpers;
+mod oauth_flow;
+mod shopify_oauth;
+mod stand_in;

@@ -1,0 +1,322 @@
+//! Every way the Shopify flow refuses a request, and what it does with tokens it holds.
+
+use salesbot::shopify::ShopDomain;
+use salesbot::store::{TokenKey, unix_now};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::flow::*;
+use crate::helpers::{TestApp, spawn_with_stand_in};
+use crate::stand_in::StandIn;
+
+async fn refused(response: reqwest::Response, fragment: &str) {
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains(fragment), "{detail:?} lacks {fragment:?}");
+}
+
+fn no_exchange(stand_in: &StandIn) {
+    assert!(
+        stand_in.token_exchanges().is_empty(),
+        "a token exchange happened: {:?}",
+        stand_in.token_exchanges()
+    );
+}
+
+async fn started(app: &TestApp) -> Started {
+    shopify_login(app, "demo-store").await
+}
+
+#[tokio::test]
+async fn missing_parameters_are_named() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    refused(
+        shopify_callback(&app, "", &[]).await,
+        "Missing required parameter(s): code, shop, state",
+    )
+    .await;
+    refused(
+        shopify_callback(&app, "code=x&state=y", &[]).await,
+        "Missing required parameter(s): shop",
+    )
+    .await;
+    no_exchange(&stand_in);
+}
+
+#[tokio::test]
+async fn a_missing_wrong_or_stale_hmac_is_refused_before_any_exchange() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    let s = started(&app).await;
+    let cookie = [("shopify_oauth_state", s.state_cookie.as_str())];
+    let params = [
+        ("code", "c1"),
+        ("shop", "demo-store.myshopify.com"),
+        ("state", s.state.as_str()),
+    ];
+
+    refused(
+        shopify_callback(&app, &form(&params), &cookie).await,
+        "Missing hmac",
+    )
+    .await;
+    let tampered = signed_shopify_query(&params).replace("code=c1", "code=c2");
+    refused(
+        shopify_callback(&app, &tampered, &cookie).await,
+        "Invalid HMAC",
+    )
+    .await;
+    let garbled = format!("{}&hmac=nothex", form(&params));
+    refused(
+        shopify_callback(&app, &garbled, &cookie).await,
+        "Invalid HMAC",
+    )
+    .await;
+    let old = signed_shopify_query_at(&params, &(unix_now() - 600).to_string());
+    refused(shopify_callback(&app, &old, &cookie).await, "timestamp").await;
+    no_exchange(&stand_in);
+    // Nothing above spent the state: a correct callback still works.
+    let good = signed_shopify_query(&params);
+    assert_eq!(shopify_callback(&app, &good, &cookie).await.status(), 200);
+}
+
+#[tokio::test]
+async fn foreign_shop_hosts_are_refused_at_login_and_callback() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    for shop in [
+        "evil.com",
+        "a.myshopify.com.evil.com",
+        "127.0.0.1:1234",
+        "../x",
+    ] {
+        let encoded: String = url::form_urlencoded::byte_serialize(shop.as_bytes()).collect();
+        let response = app
+            .client
+            .get(app.url(&format!("/shopify/{encoded}/login")))
+            .send()
+            .await
+            .unwrap();
+        refused(response, "Invalid shop").await;
+
+        let s = started(&app).await;
+        let query = signed_shopify_query(&[("code", "c"), ("shop", shop), ("state", &s.state)]);
+        refused(
+            shopify_callback(&app, &query, &[("shopify_oauth_state", &s.state_cookie)]).await,
+            "Invalid shop",
+        )
+        .await;
+    }
+    no_exchange(&stand_in);
+    assert!(
+        stand_in.requests().is_empty(),
+        "nothing at all was sent anywhere"
+    );
+}
+
+#[tokio::test]
+async fn bad_states_are_refused_before_any_exchange() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    let shop = "demo-store.myshopify.com";
+    let callback =
+        |state: String| signed_shopify_query(&[("code", "c1"), ("shop", shop), ("state", &state)]);
+
+    // Tampered: one character of the signature changed, cookie to match.
+    let s = started(&app).await;
+    let mut tampered = s.state.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    refused(
+        shopify_callback(
+            &app,
+            &callback(tampered.clone()),
+            &[("shopify_oauth_state", &tampered)],
+        )
+        .await,
+        "state",
+    )
+    .await;
+
+    // Expired: signed by the app itself, six minutes ago.
+    let expired = app.state.states.sign_at(None, unix_now() - 360);
+    refused(
+        shopify_callback(
+            &app,
+            &callback(expired.clone()),
+            &[("shopify_oauth_state", &expired)],
+        )
+        .await,
+        "expired",
+    )
+    .await;
+
+    // Without its cookie, or with another browser's.
+    let s = started(&app).await;
+    refused(
+        shopify_callback(&app, &callback(s.state.clone()), &[]).await,
+        "Missing state cookie",
+    )
+    .await;
+    let other = started(&app).await;
+    refused(
+        shopify_callback(
+            &app,
+            &callback(s.state.clone()),
+            &[("shopify_oauth_state", &other.state_cookie)],
+        )
+        .await,
+        "does not match",
+    )
+    .await;
+    no_exchange(&stand_in);
+
+    // Used once, then replayed.
+    let cookie = [("shopify_oauth_state", s.state_cookie.as_str())];
+    assert_eq!(
+        shopify_callback(&app, &callback(s.state.clone()), &cookie)
+            .await
+            .status(),
+        200
+    );
+    refused(
+        shopify_callback(&app, &callback(s.state.clone()), &cookie).await,
+        "already been used",
+    )
+    .await;
+    assert_eq!(
+        stand_in.token_exchanges().len(),
+        1,
+        "the replay reached no token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_reinstalled_shop_keeps_its_uuid() {
+    let (app, _stand_in) = spawn_with_stand_in(&[]).await;
+    let first = connect_shop(&app, "demo-store", "code-a").await;
+    let again = connect_shop(&app, "demo-store", "code-b").await;
+    let other = connect_shop(&app, "other-store", "code-c").await;
+    assert_eq!(first.user, again.user);
+    assert_ne!(first.user, other.user);
+    assert_ne!(first.session, again.session, "a fresh session each time");
+}
+
+#[tokio::test]
+async fn graphql_throttling_is_retried_then_reported_as_bad_gateway() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    stand_in.set(|s| s.graphql_429s = 2);
+    let connected = connect_shop(&app, "demo-store", "code-a").await;
+    assert_eq!(
+        connected.body["shopify_data"]["data"]["shop"]["name"],
+        "Demo Store"
+    );
+    assert_eq!(stand_in.requests_to("/graphql.json").len(), 3);
+
+    stand_in.set(|s| s.graphql_429s = 100);
+    let s = started(&app).await;
+    let query = signed_shopify_query(&[
+        ("code", "code-b"),
+        ("shop", "demo-store.myshopify.com"),
+        ("state", &s.state),
+    ]);
+    let response =
+        shopify_callback(&app, &query, &[("shopify_oauth_state", &s.state_cookie)]).await;
+    assert_eq!(response.status(), 502);
+    assert!(
+        set_cookie(&response, "session_id").is_some(),
+        "the store is connected all the same"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Shopify shop data request failed"),
+        "{body}"
+    );
+    assert_eq!(
+        stand_in.requests_to("/graphql.json").len(),
+        6,
+        "three more tries, no more"
+    );
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_before_use_and_the_pair_replaced() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    stand_in.set(|s| s.shopify_expires_in = Some(120)); // inside the five-minute margin
+    connect_shop(&app, "demo-store", "code-a").await;
+    let shop = ShopDomain::parse("demo-store").unwrap();
+    let tokens = &app.state.shopify_tokens;
+
+    let token = tokens.access_token(&shop).await.unwrap();
+    assert_eq!(token.expose_secret(), "shpat_refreshed_1_SECRET");
+    let refresh = &stand_in.requests_to("/admin/oauth/access_token")[1];
+    assert_eq!(refresh.json()["grant_type"], "refresh_token");
+    assert_eq!(refresh.json()["refresh_token"], "shprt_code-a_SECRET");
+    assert_eq!(refresh.json()["client_secret"], "test-shopify-secret");
+
+    // The new pair is stored: the next use needs no refresh, and the old token is gone.
+    let again = tokens.access_token(&shop).await.unwrap();
+    assert_eq!(again.expose_secret(), "shpat_refreshed_1_SECRET");
+    assert_eq!(stand_in.requests_to("/admin/oauth/access_token").len(), 2);
+    let row = app
+        .state
+        .tokens
+        .get(&TokenKey::shopify_token(&shop.key()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.expose_secret().contains("shprt_refreshed_1_SECRET")
+            && !row.expose_secret().contains("code-a")
+    );
+
+    // An hour later it is refreshed again, with the refresh token that came with the pair.
+    let later = tokens
+        .access_token_at(&shop, unix_now() + 3600)
+        .await
+        .unwrap();
+    assert_eq!(later.expose_secret(), "shpat_refreshed_2_SECRET");
+    assert_eq!(
+        stand_in.requests_to("/admin/oauth/access_token")[2].json()["refresh_token"],
+        "shprt_refreshed_1_SECRET"
+    );
+
+    // A refused refresh is reported clearly, naming the shop and what to do.
+    stand_in.set(|s| s.refresh_fails = true);
+    let err = tokens
+        .access_token_at(&shop, unix_now() + 7200)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("demo-store.myshopify.com") && err.contains("connect the shop again"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_app_is_served_over_https() {
+    let (app, _stand_in) = spawn_with_stand_in(&[
+        (
+            "SHOPIFY_REDIRECT_URI",
+            "https://shop.example/shopify/callback",
+        ),
+        (
+            "FACEBOOK_REDIRECT_URI",
+            "https://shop.example/facebook/callback",
+        ),
+    ])
+    .await;
+    let response = app
+        .client
+        .get(app.url("/shopify/demo-store/login"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = set_cookie(&response, "shopify_oauth_state").unwrap();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Max-Age=300"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+}
