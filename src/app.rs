@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
+use crate::facebook::pages::PageDirectory;
+use crate::facebook::webhook::MetadataRefresher;
 use crate::http::{self, AppState};
 use crate::oauth_state::StateSigner;
 use crate::outbound;
@@ -16,6 +19,9 @@ use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::store::cipher::Cipher;
 use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
+
+/// How long shutdown waits for background work once requests are done.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +44,23 @@ pub fn build_state(config: Config) -> Result<AppState, StoreError> {
     let tokens = TokenStore::open(&config.storage.token_db_path, cipher.clone())?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
+    let graph = GraphClient::new(http.clone(), &config.facebook);
+    let files = FileStore::new(&config.storage.data_dir);
+    let pages = PageDirectory::new(tokens.clone());
+    let background = TaskTracker::new();
     Ok(AppState {
         sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
-        files: FileStore::new(&config.storage.data_dir),
+        refresher: MetadataRefresher::new(
+            graph.clone(),
+            files.clone(),
+            pages.clone(),
+            background.clone(),
+        ),
+        background,
+        pages,
+        files,
         states: StateSigner::new(config.state_token_secret.clone()),
-        graph: GraphClient::new(http.clone(), &config.facebook),
+        graph,
         shopify_tokens: ShopifyTokens::new(tokens.clone(), shopify.clone()),
         shopify,
         tokens,
@@ -102,6 +120,18 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartError::Serve)?;
+        // Requests are done; let work they started (metadata refreshes) finish too.
+        let background = &self.state.background;
+        background.close();
+        if tokio::time::timeout(BACKGROUND_GRACE, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = background.len(),
+                "background work still running at shutdown; abandoned"
+            );
+        }
         tracing::info!("salesbot stopped");
         Ok(())
     }

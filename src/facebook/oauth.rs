@@ -196,6 +196,7 @@ async fn connect_page(
     app.files
         .write_metadata(page_id, &page.public_view())
         .await?;
+    app.pages.remember(page_id);
     Ok(())
 }
 

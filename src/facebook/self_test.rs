@@ -3,12 +3,11 @@
 //! then a metadata poll and a conversation poll of the page. Each reports
 //! `{"status":"success"}` or `{"status":"error","message"}`; none fails the callback.
 
-use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
-use sha1::Sha1;
-use sha2::Sha256;
 
+use super::metadata;
+use super::webhook::signature;
 use crate::domain::PageId;
 use crate::http::AppState;
 use crate::outbound;
@@ -45,19 +44,9 @@ pub async fn webhooks(app: &AppState, page: &PageId) -> Vec<Value> {
 
 /// The metadata poll and the conversation poll of one page.
 pub async fn polls(app: &AppState, page: &PageId, token: &SecretString) -> Vec<Value> {
-    let metadata = async {
-        let fields = app
-            .graph
-            .page_metadata(page, token)
-            .await
-            .map_err(|e| e.to_string())?;
-        app.files
-            .write_metadata(page, &fields)
-            .await
-            .map_err(|e| e.to_string())
-    };
+    let metadata = metadata::refresh(&app.graph, &app.files, page, token);
     vec![
-        result(page, "metadata", metadata.await),
+        result(page, "metadata", metadata.await.map_err(|e| e.to_string())),
         result(
             page,
             "conversations",
@@ -68,23 +57,14 @@ pub async fn polls(app: &AppState, page: &PageId, token: &SecretString) -> Vec<V
 
 async fn post_webhook(app: &AppState, payload: &Value) -> Result<(), String> {
     let body = serde_json::to_vec(payload).expect("a Value serialises");
-    let secret = app.config.facebook.app_secret.expose_secret().as_bytes();
-    let mut sha256 = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    sha256.update(&body);
-    let mut sha1 = Hmac::<Sha1>::new_from_slice(secret).expect("any key length");
-    sha1.update(&body);
-    let response = app
+    let mut request = app
         .http
         .post(app.config.facebook.webhook_address.clone())
-        .header("content-type", "application/json")
-        .header(
-            "X-Hub-Signature-256",
-            format!("sha256={}", hex::encode(sha256.finalize().into_bytes())),
-        )
-        .header(
-            "X-Hub-Signature",
-            format!("sha1={}", hex::encode(sha1.finalize().into_bytes())),
-        )
+        .header("content-type", "application/json");
+    for (name, value) in signature::sign(&body, &app.config.facebook.app_secret) {
+        request = request.header(name, value);
+    }
+    let response = request
         .body(body)
         .send()
         .await

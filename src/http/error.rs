@@ -21,6 +21,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Not Found")]
     NotFound,
+    #[error("Request body too large")]
+    PayloadTooLarge,
     /// A provider (Meta, Shopify) failed; the message names the step, never a token.
     #[error("{0}")]
     BadGateway(String),
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

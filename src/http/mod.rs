@@ -12,6 +12,8 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
+use crate::facebook::pages::PageDirectory;
+use crate::facebook::webhook::MetadataRefresher;
 use crate::oauth_state::StateSigner;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
@@ -32,6 +34,10 @@ pub struct AppState {
     pub graph: GraphClient,
     pub shopify: ShopifyClient,
     pub shopify_tokens: ShopifyTokens,
+    pub pages: PageDirectory,
+    pub refresher: MetadataRefresher,
+    /// Work that outlives a request (metadata refreshes); awaited at shutdown.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -47,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(crate::shopify::oauth::router())
-        .merge(crate::facebook::oauth::router());
+        .merge(crate::facebook::oauth::router())
+        .merge(crate::facebook::webhook::router());
     layers::apply(routes.fallback(error::not_found)).with_state(state)
 }

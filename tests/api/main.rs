@@ -9,3 +9,4 @@ mod helpers;
 mod oauth_flow;
 mod shopify_oauth;
 mod stand_in;
+mod webhook;

@@ -1,0 +1,61 @@
+//! Which pages are connected, and their tokens.
+//!
+//! A page is connected when both its token and its owner's UUID are stored. The answer is
+//! cached once positive (pages are connected through this server, which tells the cache), so a
+//! busy webhook does not read SQLite for every entry.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use secrecy::SecretString;
+
+use crate::domain::PageId;
+use crate::store::{StoreError, TokenKey, TokenStore};
+
+#[derive(Debug, Clone)]
+pub struct PageDirectory {
+    tokens: TokenStore,
+    connected: Arc<RwLock<HashSet<PageId>>>,
+}
+
+impl PageDirectory {
+    pub fn new(tokens: TokenStore) -> PageDirectory {
+        PageDirectory {
+            tokens,
+            connected: Arc::default(),
+        }
+    }
+
+    pub async fn is_connected(&self, page: &PageId) -> Result<bool, StoreError> {
+        if self
+            .connected
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(page)
+        {
+            return Ok(true);
+        }
+        let connected = self
+            .tokens
+            .get(&TokenKey::page_token(page))
+            .await?
+            .is_some()
+            && self.tokens.get(&TokenKey::page_uuid(page)).await?.is_some();
+        if connected {
+            self.remember(page);
+        }
+        Ok(connected)
+    }
+
+    /// Called when a page has just been connected.
+    pub fn remember(&self, page: &PageId) {
+        self.connected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(page.clone());
+    }
+
+    pub async fn token(&self, page: &PageId) -> Result<Option<SecretString>, StoreError> {
+        self.tokens.get(&TokenKey::page_token(page)).await
+    }
+}

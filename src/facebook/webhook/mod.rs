@@ -1,0 +1,103 @@
+//! `GET /facebook/webhook` (Meta's verification) and `POST /facebook/webhook` (events).
+//!
+//! POST: at most 1 MiB; signature checked on the raw bytes before anything is parsed; every
+//! messaging event stored whole, deduplicated, in the customer's file; 200 only once all of it
+//! is on disk (Meta redelivers anything else, and deduplication absorbs the repeat). Metadata
+//! refreshes for `changes` happen after the answer, so Graph latency never delays it.
+
+mod ingest;
+mod refresh;
+pub mod signature;
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio::task::JoinSet;
+
+use crate::http::{ApiError, AppState};
+
+pub use refresh::MetadataRefresher;
+
+/// Meta's payloads are small; this bounds what an unauthenticated caller can make us buffer.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/facebook/webhook",
+        get(verify)
+            .post(receive)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}
+
+async fn verify(
+    State(app): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let expected = app.config.facebook.verify_token.expose_secret().as_bytes();
+    let token_ok = bool::from(param("hub.verify_token").as_bytes().ct_eq(expected));
+    if param("hub.mode") == "subscribe" && token_ok {
+        tracing::info!("webhook verified by Meta");
+        return Ok((
+            StatusCode::OK,
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            param("hub.challenge").to_string(),
+        ));
+    }
+    Err(ApiError::Forbidden("Verification failed".into()))
+}
+
+async fn receive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest("Cannot read the request body".into()),
+    })?;
+    if !signature::is_valid(&headers, &body, &app.config.facebook.app_secret) {
+        return Err(ApiError::Unauthorized("Invalid HMAC signature".into()));
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("Invalid JSON body".into()))?;
+    if payload.get("object").and_then(Value::as_str) != Some("page") {
+        return Err(ApiError::BadRequest("Invalid webhook object".into()));
+    }
+
+    let batch = ingest::sort(&payload, &app.pages).await?;
+    let mut writes = JoinSet::new();
+    for conversation in batch.conversations {
+        let files = app.files.clone();
+        writes.spawn(async move {
+            files
+                .add_to_conversation(
+                    &conversation.page,
+                    &conversation.customer,
+                    conversation.events,
+                )
+                .await
+        });
+    }
+    let mut stored = 0;
+    while let Some(result) = writes.join_next().await {
+        stored += result
+            .map_err(|e| ApiError::Internal(format!("a conversation write stopped: {e}")))??;
+    }
+    for page in batch.changed_pages {
+        app.refresher.request(page);
+    }
+    tracing::debug!(stored, "webhook batch stored");
+    Ok(Json(json!({"status": "success"})))
+}
