@@ -318,3 +318,48 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[tokio::test]
+async fn the_self_tests_reach_the_real_webhook_and_store_the_test_message() {
+    // The webhook address must name the app's own port, so pick one first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let webhook = format!("http://127.0.0.1:{port}/facebook/webhook");
+    let (app, _stand_in) = crate::helpers::spawn_with_stand_in(&[
+        ("OAUTH_SELF_TEST", "true"),
+        ("PORT", &port),
+        ("FACEBOOK_WEBHOOK_ADDRESS", &webhook),
+    ])
+    .await;
+    let connected = connect_shop(&app, "demo-store", "shop-code").await;
+    let s = facebook_start(&app, &connected.session).await;
+    let response = facebook_callback(
+        &app,
+        &form(&[("code", "fbcode"), ("state", &s.state)]),
+        &[("facebook_oauth_state", &s.state_cookie)],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let results = body["webhook_test"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    for result in results {
+        assert_eq!(result["result"], json!({"status": "success"}), "{result}");
+    }
+    for page in ["101", "202"] {
+        let path = app
+            .dir
+            .path()
+            .join(format!("facebook/{page}/conversations/test_user_id.json"));
+        let stored: Vec<Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            stored[0]["message"],
+            json!({"mid": "test_mid", "text": "Test message"})
+        );
+    }
+}
