@@ -11,13 +11,16 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
+use crate::facebook::poll::{PollSettings, Poller};
 use crate::facebook::webhook::MetadataRefresher;
 use crate::http::{self, AppState};
 use crate::oauth_state::StateSigner;
 use crate::outbound;
+use crate::scheduler;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::store::cipher::Cipher;
+use crate::store::poll_state::PollStateStore;
 use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
 
 /// How long shutdown waits for background work once requests are done.
@@ -36,6 +39,8 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Schedule(#[from] scheduler::ScheduleError),
 }
 
 /// Opens the stores named in `config` and builds the state every handler shares.
@@ -48,7 +53,16 @@ pub fn build_state(config: Config) -> Result<AppState, StoreError> {
     let files = FileStore::new(&config.storage.data_dir);
     let pages = PageDirectory::new(tokens.clone());
     let background = TaskTracker::new();
+    let poller = Poller::new(
+        graph.clone(),
+        files.clone(),
+        tokens.clone(),
+        PollStateStore::open(&config.storage.token_db_path)?,
+        PollSettings::from_config(&config.poll),
+        config.storage.token_db_path.with_extension("poll.lock"),
+    );
     Ok(AppState {
+        poller,
         sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
         refresher: MetadataRefresher::new(
             graph.clone(),
@@ -116,10 +130,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         tracing::info!("salesbot listening on http://{}", self.addr);
-        axum::serve(self.listener, self.router)
+        let schedule =
+            scheduler::start(self.state.poller.clone(), &self.state.config.poll.schedule).await?;
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(StartError::Serve)?;
+            .map_err(StartError::Serve);
+        if let Some(schedule) = schedule {
+            schedule.stop().await;
+        }
+        served?;
         // Requests are done; let work they started (metadata refreshes) finish too.
         let background = &self.state.background;
         background.close();

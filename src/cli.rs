@@ -43,10 +43,49 @@ pub async fn run(command: Command, config: Config) -> Result<ExitCode, crate::ap
             app.run_until_stopped(crate::app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Poll | Command::Demo => {
+        Command::Poll => poll(config).await,
+        Command::Demo => {
             let name = format!("{command:?}").to_lowercase();
             eprintln!("salesbot: `{name}` is not available in this version yet");
             Ok(ExitCode::from(3))
         }
     }
+}
+
+/// `salesbot poll`: one poll now, a line per page, non-zero exit if any page failed.
+async fn poll(config: Config) -> Result<ExitCode, crate::app::StartError> {
+    let state = crate::app::build_state(config)?;
+    let outcome = match state.poller.poll_once().await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            eprintln!("salesbot: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for page in &outcome.pages {
+        match &page.result {
+            Ok(r) => println!(
+                "page {}: ok, {} conversations, {} new messages, {} Graph calls{}",
+                page.page,
+                r.conversations,
+                r.new_messages,
+                r.graph_calls,
+                if r.resubscribed {
+                    ", webhook subscription restored"
+                } else {
+                    ""
+                }
+            ),
+            Err(f) if f.needs_reauth => {
+                println!("page {}: NEEDS RE-AUTHORISATION: {}", page.page, f.reason)
+            }
+            Err(f) => println!("page {}: FAILED: {}", page.page, f.reason),
+        }
+    }
+    println!("{}", outcome.summary());
+    Ok(if outcome.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

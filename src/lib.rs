@@ -13,6 +13,8 @@
 //! - [`outbound`]: the one HTTP client for calls to Meta and Shopify.
 //! - [`store`]: everything on disk: the encrypted token store, sessions, used OAuth states,
 //!   and the JSON files under `DATA_DIR/facebook/` that the bot reads.
+//! - [`sandbox`]: a stand-in for Meta and Shopify on 127.0.0.1 (demo, tests, benchmarks).
+//! - [`scheduler`]: the nightly poll on `POLL_CRON`.
 //! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
 
 pub mod app;
@@ -23,6 +25,8 @@ pub mod facebook;
 pub mod http;
 pub mod oauth_state;
 pub mod outbound;
+pub mod sandbox;
+pub mod scheduler;
 pub mod shopify;
 pub mod store;
 pub mod telemetry;

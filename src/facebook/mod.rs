@@ -11,5 +11,7 @@ pub mod graph;
 pub mod metadata;
 pub mod oauth;
 pub mod pages;
+pub mod poll;
 mod self_test;
+pub mod subscription;
 pub mod webhook;

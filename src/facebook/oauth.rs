@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-use super::graph::{GraphError, PageAccount, SUBSCRIBED_FIELDS};
+use super::graph::{GraphError, PageAccount};
 use super::self_test;
+use super::subscription;
 use crate::domain::PageId;
 use crate::http::{ApiError, AppState, cookies, state_check};
 use crate::store::{TokenKey, TokenKind};
@@ -176,32 +177,16 @@ async fn connect_page(
             TokenKind::Uuid,
         )
         .await?;
-    let upstream = |step: &str, e: GraphError| {
-        ApiError::BadGateway(format!("Facebook {step} for page {page_id} failed: {e}"))
-    };
-    let subscribed = app
-        .graph
-        .subscribed_apps(page_id, &page.access_token)
+    subscription::ensure(&app.graph, page_id, &page.access_token)
         .await
-        .map_err(|e| upstream("subscription check", e))?;
-    if subscribed.iter().any(has_name_field) {
-        tracing::info!(page = %page_id, "webhook subscription already present");
-    } else {
-        app.graph
-            .subscribe(page_id, &page.access_token)
-            .await
-            .map_err(|e| upstream("webhook subscription", e))?;
-        tracing::info!(page = %page_id, fields = SUBSCRIBED_FIELDS, "webhooks subscribed");
-    }
+        .map_err(|e| {
+            ApiError::BadGateway(format!(
+                "Facebook webhook subscription for page {page_id} failed: {e}"
+            ))
+        })?;
     app.files
         .write_metadata(page_id, &page.public_view())
         .await?;
     app.pages.remember(page_id);
     Ok(())
-}
-
-fn has_name_field(app: &Value) -> bool {
-    app.get("subscribed_fields")
-        .and_then(Value::as_array)
-        .is_some_and(|fields| fields.iter().any(|f| f == "name"))
 }

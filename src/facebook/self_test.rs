@@ -50,7 +50,12 @@ pub async fn polls(app: &AppState, page: &PageId, token: &SecretString) -> Vec<V
         result(
             page,
             "conversations",
-            Err("conversation polling is not available in this version".to_string()),
+            app.poller
+                .poll_page(page, token)
+                .await
+                .result
+                .map(|_| ())
+                .map_err(|f| f.reason),
         ),
     ]
 }

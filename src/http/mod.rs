@@ -13,6 +13,7 @@ use axum::Router;
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
+use crate::facebook::poll::Poller;
 use crate::facebook::webhook::MetadataRefresher;
 use crate::oauth_state::StateSigner;
 use crate::shopify::admin::ShopifyClient;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub shopify_tokens: ShopifyTokens,
     pub pages: PageDirectory,
     pub refresher: MetadataRefresher,
+    pub poller: Poller,
     /// Work that outlives a request (metadata refreshes); awaited at shutdown.
     pub background: tokio_util::task::TaskTracker,
 }

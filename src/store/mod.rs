@@ -3,11 +3,13 @@
 //! - [`cipher`]: where a token is encrypted (ChaCha20-Poly1305, row key as associated data).
 //! - [`tokens`]: `tokens.db`, the encrypted key/value store of tokens and UUIDs.
 //! - [`sessions`]: `sessions.db`, browser sessions (hashed ids) and spent OAuth states.
+//! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks (in `tokens.db`).
 //! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads.
 
 pub mod cipher;
 mod error;
 pub mod files;
+pub mod poll_state;
 pub mod sessions;
 mod sqlite;
 pub mod tokens;

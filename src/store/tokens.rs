@@ -159,6 +159,21 @@ impl TokenStore {
             .collect()
     }
 
+    /// The names of every row of `kind`, ordered, without opening any value.
+    pub async fn keys_of_kind(&self, kind: TokenKind) -> Result<Vec<TokenKey>, StoreError> {
+        self.db
+            .call(move |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT key FROM tokens WHERE type = ?1 ORDER BY key")?;
+                let keys = stmt
+                    .query_map([kind.as_str()], |row| row.get::<_, String>(0))?
+                    .map(|key| key.map(TokenKey))
+                    .collect::<Result<_, _>>()?;
+                Ok(keys)
+            })
+            .await
+    }
+
     /// True when the database answers; for `/healthz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db

@@ -291,7 +291,16 @@ fn answer(
                 ok(json!({"data": []}))
             }
         }
-        ("POST", [_v, _page, "subscribed_apps"]) => ok(json!({"success": true})),
+        ("POST", [_v, page, "subscribed_apps"]) => {
+            inner
+                .scenario
+                .lock()
+                .unwrap()
+                .subscribed
+                .insert(page.to_string());
+            ok(json!({"success": true}))
+        }
+        ("GET", [_v, _page, "conversations"]) => ok(json!({"data": []})),
         ("GET", [_v, page]) => match scenario.pages.iter().find(|p| p.id == *page) {
             Some(p) if recorded.param("access_token") == Some(p.token.as_str()) => ok(json!({
                 "id": p.id, "name": p.name, "category": "Shopping & retail", "fan_count": 42,

@@ -5,6 +5,7 @@
 //! of a Graph request is ever logged or put into an error (see `outbound::describe`).
 
 mod error;
+mod usage;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use crate::outbound;
 use crate::store::files::PAGE_FIELDS;
 
 pub use error::{ApiFailure, GraphError, GraphErrorBody};
+pub use usage::Usage;
 
 /// The fields a page's webhook subscription must carry.
 pub const SUBSCRIBED_FIELDS: &str = "name,category,messages";
@@ -184,7 +186,7 @@ impl GraphClient {
                 ("subscribed_fields", SUBSCRIBED_FIELDS),
                 ("access_token", token.expose_secret()),
             ]);
-        let _: Value = send(request).await?;
+        send::<Value>(request).await?;
         Ok(())
     }
 
@@ -210,6 +212,17 @@ impl GraphClient {
         url: Url,
         query: &[(&str, &str)],
     ) -> Result<T, GraphError> {
+        send(self.http.get(url).query(query))
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Like [`Self::get`], also returning how close the app is to Meta's rate limits.
+    pub async fn get_with_usage<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &[(&str, &str)],
+    ) -> Result<(T, Usage), GraphError> {
         send(self.http.get(url).query(query)).await
     }
 
@@ -233,21 +246,24 @@ impl GraphClient {
 
 async fn send<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
-) -> Result<T, GraphError> {
+) -> Result<(T, Usage), GraphError> {
     let response = request
         .send()
         .await
         .map_err(|e| GraphError::Transport(outbound::describe(e)))?;
     let status = response.status().as_u16();
+    let usage = Usage::from_headers(response.headers());
     let body = response
         .bytes()
         .await
         .map_err(|e| GraphError::Transport(outbound::describe(e)))?;
     if (200..300).contains(&status) {
-        return serde_json::from_slice(&body).map_err(|e| GraphError::Decode {
-            status,
-            detail: e.to_string(),
-        });
+        return serde_json::from_slice(&body)
+            .map(|value| (value, usage))
+            .map_err(|e| GraphError::Decode {
+                status,
+                detail: e.to_string(),
+            });
     }
     #[derive(Deserialize)]
     struct Envelope {

@@ -1,0 +1,447 @@
+//! Webhook throughput and latency, and the cost of an append as a conversation grows.
+//!
+//! `cargo bench --bench webhook` (env `BENCH_SECONDS`, default 10, per run). Starts the release
+//! `salesbot serve` and, for the ceiling of this machine, a server whose handler only answers
+//! 200; drives both from this process over loopback with keep-alive connections, every request
+//! a distinct, signed message; then checks that every acknowledged message is on disk.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use salesbot::config::Config;
+use salesbot::domain::{PageId, SenderId};
+use salesbot::facebook::webhook::signature;
+use salesbot::store::{FileStore, TokenKey, TokenKind};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const SECRET: &str = "bench-app-secret";
+const CUSTOMERS: usize = 1000;
+
+fn main() {
+    if let Some(port) = std::env::args().skip_while(|a| a != "--ceiling").nth(1) {
+        return ceiling(port.parse().unwrap());
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list`: nothing to enumerate
+    }
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(Duration::from_secs(seconds)));
+}
+
+async fn run(duration: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(dir.path());
+    connect_page(&env).await;
+
+    println!(
+        "# webhook load: {} s per run, {CUSTOMERS} customers, one page",
+        duration.as_secs()
+    );
+    println!(
+        "| server | connections | requests/s | p50 ms | p99 ms | max ms | errors | RSS after (MB) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut acknowledged = 0;
+    let mut next_mid = 0;
+    for connections in [16, 64] {
+        let mut ceiling = ServerProcess::ceiling();
+        let c = load(ceiling.addr, connections, duration, &mut next_mid).await;
+        print_row("answer-200 ceiling", connections, &c, ceiling.rss_mb());
+        ceiling.stop();
+
+        let mut server = ServerProcess::salesbot(&env, dir.path());
+        let s = load(server.addr, connections, duration, &mut next_mid).await;
+        print_row("salesbot (fsync)", connections, &s, server.rss_mb());
+        println!(
+            "|  | ratio salesbot/ceiling | {:.2} | | | | | |",
+            s.rps() / c.rps()
+        );
+        acknowledged += s.ok;
+        server.stop();
+    }
+    let stored = count_stored(dir.path());
+    println!(
+        "\nacknowledged {acknowledged}, stored {stored} ({})",
+        if stored == acknowledged {
+            "none lost"
+        } else {
+            "MISMATCH"
+        }
+    );
+    assert_eq!(
+        stored, acknowledged,
+        "every acknowledged message must be on disk"
+    );
+
+    append_costs().await;
+}
+
+struct Outcome {
+    ok: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Outcome {
+    fn rps(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+fn print_row(name: &str, connections: usize, o: &Outcome, rss: f64) {
+    println!(
+        "| {name} | {connections} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {rss:.1} |",
+        o.rps(),
+        o.percentile(0.50),
+        o.percentile(0.99),
+        o.percentile(1.0),
+        o.errors
+    );
+}
+
+/// `connections` keep-alive connections, each sending one request at a time until `duration`.
+async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    next_mid: &mut usize,
+) -> Outcome {
+    // Requests are built and signed before the clock starts, so the client measures the server.
+    let estimate = (connections * 20_000).min(400_000);
+    let requests: Vec<Vec<u8>> = (0..estimate)
+        .map(|i| request(addr, *next_mid + i))
+        .collect();
+    *next_mid += estimate;
+    let per_connection = requests.len() / connections;
+    let mut chunks = requests
+        .chunks(per_connection)
+        .map(<[Vec<u8>]>::to_vec)
+        .collect::<Vec<_>>();
+    chunks.truncate(connections);
+
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| tokio::spawn(connection(addr, chunk, deadline)))
+        .collect();
+    let mut outcome = Outcome {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (ok, errors, mut latencies) = task.await.unwrap();
+        outcome.ok += ok;
+        outcome.errors += errors;
+        outcome.latencies_us.append(&mut latencies);
+    }
+    outcome.elapsed = start.elapsed();
+    outcome.latencies_us.sort_unstable();
+    outcome
+}
+
+async fn connection(
+    addr: SocketAddr,
+    requests: Vec<Vec<u8>>,
+    deadline: Instant,
+) -> (usize, usize, Vec<u64>) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let (mut ok, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut line = String::new();
+    for request in requests {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let sent = Instant::now();
+        write.write_all(&request).await.unwrap();
+        line.clear();
+        read.read_line(&mut line).await.unwrap();
+        let status_ok = line.starts_with("HTTP/1.1 200");
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            read.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        read.read_exact(&mut body).await.unwrap();
+        latencies.push(sent.elapsed().as_micros() as u64);
+        if status_ok { ok += 1 } else { errors += 1 }
+    }
+    (ok, errors, latencies)
+}
+
+fn request(addr: SocketAddr, n: usize) -> Vec<u8> {
+    let customer = 10_000 + n % CUSTOMERS;
+    let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "101", "time": 1, "messaging": [{
+        "sender": {"id": customer.to_string()}, "recipient": {"id": "101"}, "timestamp": 1_700_000_000_000_u64 + n as u64,
+        "message": {"mid": format!("m_bench_{n:09}"), "text": "Do you have this in blue, size M?"}
+    }]}]}))
+    .unwrap();
+    let mut out = format!(
+        "POST /facebook/webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in signature::sign(&body, &SecretString::from(SECRET)) {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+fn environment(dir: &Path) -> HashMap<String, String> {
+    let d = dir.display();
+    [
+        ("FACEBOOK_APP_ID", "123456789012345".to_string()),
+        ("FACEBOOK_APP_SECRET", SECRET.into()),
+        (
+            "FACEBOOK_REDIRECT_URI",
+            "http://127.0.0.1/facebook/callback".into(),
+        ),
+        (
+            "FACEBOOK_WEBHOOK_ADDRESS",
+            "http://127.0.0.1/facebook/webhook".into(),
+        ),
+        ("FACEBOOK_VERIFY_TOKEN", "v".into()),
+        ("SHOPIFY_API_KEY", "k".into()),
+        ("SHOPIFY_API_SECRET", "s".into()),
+        (
+            "SHOPIFY_REDIRECT_URI",
+            "http://127.0.0.1/shopify/callback".into(),
+        ),
+        ("STATE_TOKEN_SECRET", "bench-state-secret".into()),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        ),
+        ("HOST", "127.0.0.1".into()),
+        ("POLL_CRON", "off".into()),
+        ("FACEBOOK_GRAPH_URL", "http://127.0.0.1:9".into()),
+        ("FACEBOOK_DIALOG_URL", "http://127.0.0.1:9".into()),
+        ("SHOPIFY_SHOP_URL", "http://127.0.0.1:9/{shop}".into()),
+        ("TOKEN_DB_PATH", format!("{d}/tokens.db")),
+        ("SESSION_DB_PATH", format!("{d}/sessions.db")),
+        ("DATA_DIR", d.to_string()),
+        ("RUST_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+async fn connect_page(env: &HashMap<String, String>) {
+    let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let state = salesbot::app::build_state(config).unwrap();
+    let page = PageId::parse("101").unwrap();
+    state
+        .tokens
+        .store(
+            &TokenKey::page_token(&page),
+            &SecretString::from("EAAB"),
+            TokenKind::Token,
+        )
+        .await
+        .unwrap();
+    state
+        .tokens
+        .store(
+            &TokenKey::page_uuid(&page),
+            &SecretString::from(uuid::Uuid::new_v4().to_string()),
+            TokenKind::Uuid,
+        )
+        .await
+        .unwrap();
+}
+
+fn count_stored(dir: &Path) -> usize {
+    let folder = dir.join("facebook/101/conversations");
+    std::fs::read_dir(&folder)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .map(|e| {
+                    serde_json::from_slice::<Vec<serde_json::Value>>(
+                        &std::fs::read(e.path()).unwrap(),
+                    )
+                    .unwrap()
+                    .len()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn salesbot(env: &HashMap<String, String>, dir: &Path) -> ServerProcess {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_salesbot"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("PORT", port.to_string())
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        ServerProcess::ready(child, port)
+    }
+
+    fn ceiling() -> ServerProcess {
+        let port = free_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--ceiling", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        ServerProcess::ready(child, port)
+    }
+
+    fn ready(child: Child, port: u16) -> ServerProcess {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return ServerProcess { child, addr };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("server on {addr} did not start");
+    }
+
+    /// Peak resident memory of the server so far.
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ceiling: same runtime and framework, a handler that only answers 200.
+fn ceiling(port: u16) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/facebook/webhook",
+            axum::routing::post(|_body: axum::body::Bytes| async {
+                axum::Json(json!({"status": "success"}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+/// Median cost of one webhook-path append when the conversation already holds 10, 1,000 and
+/// 5,000 messages (each sample appends one message with fsync, as the webhook does).
+async fn append_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let page = PageId::parse("101").unwrap();
+    let sender = SenderId::parse("2001").unwrap();
+    let event = |n: usize| {
+        json!({"sender": {"id": "2001"}, "recipient": {"id": "101"}, "timestamp": n as u64,
+        "message": {"mid": format!("m{n:07}"), "text": "Do you have this in blue, size M?"}})
+    };
+    let samples = 200;
+    let mut filled = 0;
+    let mut medians = Vec::new();
+    println!("\n| messages already in the file | median append (ms) | p90 (ms) |");
+    println!("|---|---|---|");
+    for size in [10, 1_000, 5_000] {
+        let batch: Vec<_> = (filled..size).map(event).collect();
+        store
+            .add_to_conversation(&page, &sender, batch)
+            .await
+            .unwrap();
+        filled = size;
+        let mut times = Vec::new();
+        for _ in 0..samples {
+            let start = Instant::now();
+            store
+                .add_to_conversation(&page, &sender, vec![event(filled)])
+                .await
+                .unwrap();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            filled += 1;
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[samples / 2];
+        println!("| {size} | {median:.3} | {:.3} |", times[samples * 9 / 10]);
+        medians.push(median);
+    }
+    println!(
+        "\nappend at 5,000 / append at 10 = {:.2}",
+        medians[2] / medians[0]
+    );
+    std::io::stdout().flush().unwrap();
+}

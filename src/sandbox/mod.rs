@@ -1,0 +1,135 @@
+//! The sandbox: a stand-in for Meta and Shopify on 127.0.0.1, for `salesbot demo`, tests and
+//! benchmarks. Nothing in the production code paths refers to it; salesbot reaches it only
+//! through the URL settings (`FACEBOOK_GRAPH_URL`, `FACEBOOK_DIALOG_URL`, `SHOPIFY_SHOP_URL`),
+//! exactly as it would reach Meta and Shopify.
+//!
+//! - [`world`]: the pages, customers and histories it serves, and injectable faults.
+//! - `graph`: the Graph API endpoints salesbot calls, with Meta's paging and error shapes.
+
+mod graph;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+
+pub use graph::graph_time;
+pub use world::World;
+
+/// One request the sandbox answered.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub at: Instant,
+}
+
+impl Call {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct State {
+    world: Mutex<World>,
+    calls: Mutex<Vec<Call>>,
+    base: String,
+    /// Added before every answer, to model a provider's latency.
+    latency: Duration,
+}
+
+#[derive(Clone)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Sandbox {
+    /// Serves `world` on a free port of 127.0.0.1 until the runtime stops.
+    pub async fn start(world: World, latency: Duration) -> std::io::Result<Sandbox> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            world: Mutex::new(world),
+            calls: Mutex::new(Vec::new()),
+            base: format!("http://{addr}"),
+            latency,
+        });
+        let handler_state = Arc::clone(&state);
+        let app = Router::new().fallback(move |method: Method, uri: Uri| {
+            let state = Arc::clone(&handler_state);
+            async move { dispatch(&state, method, uri).await }
+        });
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(error = %err, "sandbox stopped");
+            }
+        });
+        Ok(Sandbox { addr, state })
+    }
+
+    /// `http://127.0.0.1:<port>`: the value for `FACEBOOK_GRAPH_URL` and `FACEBOOK_DIALOG_URL`.
+    pub fn url(&self) -> String {
+        self.state.base.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The world, to read or change (add messages, revoke a token, inject faults).
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.state.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+async fn dispatch(state: &State, method: Method, uri: Uri) -> Response {
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    state
+        .calls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Call {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: query.clone(),
+            at: Instant::now(),
+        });
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    match segments.split_first() {
+        Some((version, rest)) if version.starts_with('v') => {
+            let request = graph::Request {
+                method: method.as_str(),
+                segments: rest.to_vec(),
+                query: &query,
+                base: &format!("{}/{version}", state.base),
+            };
+            let mut world = state.world.lock().unwrap_or_else(|p| p.into_inner());
+            graph::answer(&mut world, &request)
+        }
+        _ => (StatusCode::NOT_FOUND, "sandbox: no such endpoint").into_response(),
+    }
+}
