@@ -7,6 +7,7 @@ mod flow;
 mod health;
 mod helpers;
 mod oauth_flow;
+mod poll;
 mod shopify_oauth;
 mod stand_in;
 mod webhook;
