@@ -263,3 +263,51 @@ pub fn graph_time(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .map_or_else(|_| String::new(), |t| t.format(&format).unwrap_or_default())
 }
+
+/// The Facebook Login dialog: one button that sends the browser back with a code.
+pub(super) fn dialog(query: &[(String, String)]) -> Response {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    let approve = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect_uri", param("redirect_uri"))
+        .append_pair("state", param("state"))
+        .finish();
+    axum::response::Html(super::consent_page(
+        "Allow salesbot to manage Demo Page",
+        &format!("salesbot asks for: {}", param("scope").replace(',', ", ")),
+        &format!("approve?{approve}"),
+        "Continue",
+    ))
+    .into_response()
+}
+
+/// What the dialog's button does: back to the app with `code` and the app's `state`.
+pub(super) fn approve(query: &[(String, String)]) -> Response {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    let back = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(
+            "code",
+            &format!("sandbox-fb-code-{}", crate::store::unix_now()),
+        )
+        .append_pair("state", param("state"))
+        .finish();
+    (
+        StatusCode::FOUND,
+        [(
+            axum::http::header::LOCATION,
+            format!("{}?{back}", param("redirect_uri")),
+        )],
+    )
+        .into_response()
+}

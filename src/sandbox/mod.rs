@@ -4,9 +4,12 @@
 //! exactly as it would reach Meta and Shopify.
 //!
 //! - [`world`]: the pages, customers and histories it serves, and injectable faults.
-//! - `graph`: the Graph API endpoints salesbot calls, with Meta's paging and error shapes.
+//! - `graph`: the Graph API endpoints salesbot calls, with Meta's paging and error shapes, and
+//!   the Facebook Login dialog.
+//! - `shopify`: the install page, the signed redirect back, tokens and GraphQL.
 
 mod graph;
+mod shopify;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -14,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
@@ -39,8 +43,25 @@ impl Call {
     }
 }
 
+/// The app credentials the sandbox expects, as the real consoles would hold them.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub shopify_api_key: String,
+    pub shopify_api_secret: String,
+}
+
+impl Default for AppCredentials {
+    fn default() -> Self {
+        AppCredentials {
+            shopify_api_key: "demo-shopify-key".into(),
+            shopify_api_secret: "demo-shopify-secret".into(),
+        }
+    }
+}
+
 struct State {
     world: Mutex<World>,
+    shopify: shopify::Credentials,
     calls: Mutex<Vec<Call>>,
     base: String,
     /// Added before every answer, to model a provider's latency.
@@ -56,18 +77,30 @@ pub struct Sandbox {
 impl Sandbox {
     /// Serves `world` on a free port of 127.0.0.1 until the runtime stops.
     pub async fn start(world: World, latency: Duration) -> std::io::Result<Sandbox> {
+        Sandbox::start_with(world, latency, AppCredentials::default()).await
+    }
+
+    pub async fn start_with(
+        world: World,
+        latency: Duration,
+        credentials: AppCredentials,
+    ) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             world: Mutex::new(world),
+            shopify: shopify::Credentials {
+                api_key: credentials.shopify_api_key,
+                api_secret: credentials.shopify_api_secret.into(),
+            },
             calls: Mutex::new(Vec::new()),
             base: format!("http://{addr}"),
             latency,
         });
         let handler_state = Arc::clone(&state);
-        let app = Router::new().fallback(move |method: Method, uri: Uri| {
+        let app = Router::new().fallback(move |method: Method, uri: Uri, body: Bytes| {
             let state = Arc::clone(&handler_state);
-            async move { dispatch(&state, method, uri).await }
+            async move { dispatch(&state, method, uri, body).await }
         });
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
@@ -100,7 +133,7 @@ impl Sandbox {
     }
 }
 
-async fn dispatch(state: &State, method: Method, uri: Uri) -> Response {
+async fn dispatch(state: &State, method: Method, uri: Uri, body: Bytes) -> Response {
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
@@ -120,6 +153,11 @@ async fn dispatch(state: &State, method: Method, uri: Uri) -> Response {
         });
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     match segments.split_first() {
+        Some((&"shops", [shop, "admin", rest @ ..])) => {
+            shopify::answer(&state.shopify, method.as_str(), shop, rest, &query, &body)
+        }
+        Some((_version, ["dialog", "oauth"])) => graph::dialog(&query),
+        Some((_version, ["dialog", "approve"])) => graph::approve(&query),
         Some((version, rest)) if version.starts_with('v') => {
             let request = graph::Request {
                 method: method.as_str(),
@@ -132,4 +170,20 @@ async fn dispatch(state: &State, method: Method, uri: Uri) -> Response {
         }
         _ => (StatusCode::NOT_FOUND, "sandbox: no such endpoint").into_response(),
     }
+}
+
+/// A small HTML page with one button, standing in for a provider's consent screen.
+fn consent_page(title: &str, detail: &str, approve_href: &str, button: &str) -> String {
+    let (title, detail, href, button) = (
+        shopify::escape(title),
+        shopify::escape(detail),
+        shopify::escape(approve_href),
+        shopify::escape(button),
+    );
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:sans-serif;max-width:32rem;margin:4rem auto}}a.button{{display:inline-block;padding:.6rem 1.2rem;background:#1877f2;color:#fff;border-radius:6px;text-decoration:none}}</style>\
+         </head><body><h1>{title}</h1><p>{detail}</p><p>This is salesbot's sandbox, standing in for the real consent page.</p>\
+         <p><a id=\"approve\" class=\"button\" href=\"{href}\">{button}</a></p></body></html>"
+    )
 }

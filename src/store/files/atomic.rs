@@ -11,6 +11,16 @@ use crate::store::StoreError;
 /// Replaces `path` with `bytes`: temp file in the same folder, fsync, rename, fsync the folder.
 /// A reader sees the old file or the new one, never a mix; so does a crash.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`] but leaves flushing to the caller (a group sync): for a file that did
+/// not exist, whose loss in a crash before the sync loses nothing acknowledged.
+pub(crate) fn create_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -28,14 +38,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
             .map_err(StoreError::io("create", &tmp))?;
         file.write_all(bytes)
             .map_err(StoreError::io("write", &tmp))?;
-        file.sync_all().map_err(StoreError::io("sync", &tmp))?;
+        if sync {
+            file.sync_all().map_err(StoreError::io("sync", &tmp))?;
+        }
         fs::rename(&tmp, path).map_err(StoreError::io("replace", path))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(dir)
+    if sync { sync_dir(dir) } else { Ok(()) }
 }
 
 /// Creates `dir` and any missing parents, syncing each parent whose entries changed, so a

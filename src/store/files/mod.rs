@@ -12,6 +12,7 @@
 
 mod atomic;
 mod conversation;
+mod group_sync;
 mod metadata;
 
 use std::path::{Path, PathBuf};
@@ -34,9 +35,10 @@ pub struct FileStore {
 impl FileStore {
     /// Files go under `data_dir/facebook/`.
     pub fn new(data_dir: &Path) -> FileStore {
+        let root = data_dir.join("facebook");
         FileStore {
-            root: Arc::new(data_dir.join("facebook")),
-            conversations: Arc::default(),
+            conversations: Arc::new(Conversations::new(&root)),
+            root: Arc::new(root),
         }
     }
 

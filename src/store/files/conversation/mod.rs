@@ -9,6 +9,9 @@
 //! later updates check the file's fingerprint (inode, size, mtime) instead of re-reading it and,
 //! when the new events are not older than the last stored one, append in place over the
 //! closing `]`. So an append costs the same at the 5,000th message as at the 10th.
+//!
+//! Durability: appends and new files are flushed by a group `syncfs` (see `group_sync`)
+//! before `add` returns; rewrites of existing files fsync before their rename.
 
 mod format;
 
@@ -21,7 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::atomic::{ensure_dir, write_atomic};
+use super::atomic::{create_unsynced, ensure_dir, write_atomic};
+use super::group_sync::GroupSync;
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp};
@@ -75,12 +79,28 @@ struct Slot {
 
 type SlotHandle = Arc<tokio::sync::Mutex<Slot>>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Conversations {
     slots: Mutex<HashMap<(PageId, SenderId), SlotHandle>>,
+    sync: GroupSync,
+}
+
+/// What one update did to its file.
+struct Written {
+    new_events: usize,
+    /// Appended or created without fsync: durable only after a group sync.
+    needs_sync: bool,
 }
 
 impl Conversations {
+    /// Conversation files under `root`, flushed by group commits of its filesystem.
+    pub(crate) fn new(root: &Path) -> Conversations {
+        Conversations {
+            slots: Mutex::default(),
+            sync: GroupSync::new(root),
+        }
+    }
+
     /// Merges `events` into the file; returns how many were new.
     pub(crate) async fn add(
         &self,
@@ -90,7 +110,7 @@ impl Conversations {
     ) -> Result<usize, StoreError> {
         let slot = self.slot(key);
         let mut slot = slot.lock_owned().await;
-        tokio::task::spawn_blocking(move || {
+        let written = tokio::task::spawn_blocking(move || {
             let result = add_locked(&mut slot, &paths, events);
             if result.is_err() {
                 // What the cache believes may not be on disk: forget it, re-read next time.
@@ -98,7 +118,12 @@ impl Conversations {
             }
             result
         })
-        .await?
+        .await??;
+        // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
+        if written.needs_sync || self.sync.last_failed() {
+            self.sync.commit().await?;
+        }
+        Ok(written.new_events)
     }
 
     fn slot(&self, key: (PageId, SenderId)) -> SlotHandle {
@@ -133,7 +158,7 @@ fn add_locked(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
-) -> Result<usize, StoreError> {
+) -> Result<Written, StoreError> {
     ensure_dir(&paths.lock_dir)?;
     let lock = OpenOptions::new()
         .create(true)
@@ -147,7 +172,10 @@ fn add_locked(
     let known = refresh(slot, paths)?;
     let mut fresh = keep_unseen(events, &mut known.keys);
     if fresh.is_empty() {
-        return Ok(0);
+        return Ok(Written {
+            new_events: 0,
+            needs_sync: false,
+        });
     }
     sort_chronologically(&mut fresh);
     let not_older = |event: &Value| match (timestamp(event), known.last_timestamp) {
@@ -160,15 +188,21 @@ fn add_locked(
         }
         _ => false,
     };
-    if !appended {
-        let mut all = match known.fingerprint {
-            Some(_) => read_events(&paths.file)?,
-            None => Vec::new(),
-        };
-        all.extend(fresh.iter().cloned());
-        sort_chronologically(&mut all);
-        write_atomic(&paths.file, &render(&all))?;
-    }
+    let needs_sync = match (appended, known.fingerprint) {
+        (true, _) => true,
+        (false, None) => {
+            create_unsynced(&paths.file, &render(&fresh))?;
+            true
+        }
+        // Replacing existing content: fsync before the rename, never left to the group.
+        (false, Some(_)) => {
+            let mut all = read_events(&paths.file)?;
+            all.extend(fresh.iter().cloned());
+            sort_chronologically(&mut all);
+            write_atomic(&paths.file, &render(&all))?;
+            false
+        }
+    };
     known.count += fresh.len();
     known.last_timestamp = fresh
         .iter()
@@ -180,7 +214,10 @@ fn add_locked(
         stat(&paths.file)?
             .ok_or_else(|| StoreError::io("find", &paths.file)(ErrorKind::NotFound.into()))?,
     );
-    Ok(fresh.len())
+    Ok(Written {
+        new_events: fresh.len(),
+        needs_sync,
+    })
 }
 
 /// Brings `slot` up to date with the file, re-reading it only when someone else changed it.
@@ -242,10 +279,10 @@ fn append_in_place(path: &Path, len: u64, events: &[Value]) -> Result<bool, Stor
     if len < 4 || file.read_exact_at(&mut tail, at).is_err() || tail != TAIL {
         return Ok(false);
     }
-    // One write: a crash can tear only the new events, and `load` cuts a torn tail off.
+    // One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
+    // caller syncs (as a group) before anyone is told they are stored.
     file.write_all_at(&render_append(events), at)
         .map_err(StoreError::io("append to", path))?;
-    file.sync_data().map_err(StoreError::io("sync", path))?;
     Ok(true)
 }
 
