@@ -1,11 +1,13 @@
 //! The command line: `salesbot [serve|poll|demo]`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::Config;
+use crate::demo::{self, DemoOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,7 +17,8 @@ use crate::config::Config;
     long_about = "Connects a merchant's Shopify store and Facebook Pages (browser OAuth), keeps their \
 tokens encrypted in SQLite, stores Meta's webhook events and polls each page's metadata and \
 conversation history into JSON files under DATA_DIR/facebook/<page_id>/.\n\n\
-Configuration comes from the environment and an optional .env file; see .env.example.",
+Configuration comes from the environment and an optional .env file; see .env.example. \
+`salesbot demo` needs no configuration at all.",
     after_help = "Without a subcommand, `serve` runs."
 )]
 pub struct Cli {
@@ -23,7 +26,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (OAuth, webhook, health) and the nightly poll schedule (POLL_CRON).
     Serve,
@@ -32,36 +35,70 @@ pub enum Command {
     Poll,
     /// Run the whole product on this machine against a built-in stand-in for Meta and Shopify,
     /// with no account needed, narrating each step.
-    Demo,
+    Demo {
+        /// Exit after the story instead of serving for a try by hand.
+        #[arg(long)]
+        once: bool,
+        /// Port of the demo server (its OAuth redirect URIs use it).
+        #[arg(long, default_value_t = 5000)]
+        port: u16,
+        /// Folder for the demo's databases and files; wiped at each start (only if the demo made it).
+        #[arg(long, default_value = "./demo-data")]
+        data_dir: PathBuf,
+    },
 }
 
-/// Runs one subcommand to completion.
-pub async fn run(command: Command, config: Config) -> Result<ExitCode, crate::app::StartError> {
-    match command {
-        Command::Serve => {
-            let app = Application::build(config).await?;
-            app.run_until_stopped(crate::app::shutdown_signal()).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Poll => poll(config).await,
-        Command::Demo => {
-            let name = format!("{command:?}").to_lowercase();
-            eprintln!("salesbot: `{name}` is not available in this version yet");
-            Ok(ExitCode::from(3))
+impl Cli {
+    /// The log level when `RUST_LOG` is unset: the demo's story reads better without info logs.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Some(Command::Demo { .. }) => "warn",
+            _ => "info",
         }
     }
 }
 
-/// `salesbot poll`: one poll now, a line per page, non-zero exit if any page failed.
-async fn poll(config: Config) -> Result<ExitCode, crate::app::StartError> {
-    let state = crate::app::build_state(config)?;
-    let outcome = match state.poller.poll_once().await {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            eprintln!("salesbot: {err}");
-            return Ok(ExitCode::FAILURE);
-        }
+/// Runs one subcommand to completion; the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => match load_config() {
+            Ok(config) => serve(config).await,
+            Err(code) => return code,
+        },
+        Command::Poll => match load_config() {
+            Ok(config) => poll(config).await,
+            Err(code) => return code,
+        },
+        Command::Demo { once, port, data_dir } => demo::run(DemoOptions { port, data_dir, once })
+            .await
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string()),
     };
+    result.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "salesbot stopped");
+        eprintln!("salesbot: {err}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The environment's configuration, or exit code 2 with every problem named.
+fn load_config() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|err| {
+        eprintln!("salesbot: {err}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(config: Config) -> Result<ExitCode, String> {
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    app.run_until_stopped(crate::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `salesbot poll`: one poll now, a line per page, non-zero exit if any page failed.
+async fn poll(config: Config) -> Result<ExitCode, String> {
+    let state = crate::app::build_state(config).map_err(|e| e.to_string())?;
+    let outcome = state.poller.poll_once().await.map_err(|e| e.to_string())?;
     for page in &outcome.pages {
         match &page.result {
             Ok(r) => println!(
@@ -70,22 +107,12 @@ async fn poll(config: Config) -> Result<ExitCode, crate::app::StartError> {
                 r.conversations,
                 r.new_messages,
                 r.graph_calls,
-                if r.resubscribed {
-                    ", webhook subscription restored"
-                } else {
-                    ""
-                }
+                if r.resubscribed { ", webhook subscription restored" } else { "" }
             ),
-            Err(f) if f.needs_reauth => {
-                println!("page {}: NEEDS RE-AUTHORISATION: {}", page.page, f.reason)
-            }
+            Err(f) if f.needs_reauth => println!("page {}: NEEDS RE-AUTHORISATION: {}", page.page, f.reason),
             Err(f) => println!("page {}: FAILED: {}", page.page, f.reason),
         }
     }
     println!("{}", outcome.summary());
-    Ok(if outcome.failed() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if outcome.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

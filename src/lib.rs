@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: every setting, read once from the environment; secrets never print.
 //! - [`cli`]: the `serve` / `poll` / `demo` subcommands.
+//! - [`demo`]: `salesbot demo`, the whole story against the sandbox.
 //! - [`app`]: builds the server (state, routes, layers) and runs it until shutdown.
 //! - [`http`]: the HTTP edge: routes, the error type that becomes `{"detail": ...}`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod facebook;
 pub mod http;

@@ -1,0 +1,152 @@
+//! The demo's story, told step by step in plain words on stdout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::browser::Browser;
+use super::{DemoError, app_secret, base};
+use crate::http::AppState;
+use crate::sandbox::{Sandbox, deliver_webhook};
+
+/// What the story left behind, for a caller (or a test) to check.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub user_uuid: String,
+    pub pages: Vec<String>,
+    pub files: Vec<PathBuf>,
+    pub backfilled: usize,
+}
+
+fn step<E: std::fmt::Display>(name: &'static str) -> impl Fn(E) -> DemoError {
+    move |err| DemoError::Step { step: name, reason: err.to_string() }
+}
+
+pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir: &Path) -> Result<Summary, DemoError> {
+    let mut summary = Summary::default();
+    let base = base(addr);
+    let mut browser = Browser::new();
+    println!("salesbot demo: the server runs at {base}, the sandbox (standing in for Meta and Shopify) at {}", sandbox.url());
+    println!("Everything is written under {}\n", data_dir.display());
+
+    println!("1. The merchant connects the Shopify store \"demo-store\".");
+    let (page, url) = browser.open(&format!("{base}/shopify/demo-store/login")).await.map_err(step("Shopify login"))?;
+    println!("   The browser lands on Shopify's install page and clicks \"Install app\".");
+    let shop = browser.approve(&page, &url).await.map_err(step("Shopify callback"))?;
+    summary.user_uuid = shop["user_uuid"].as_str().unwrap_or_default().to_string();
+    println!("   ✓ Shop connected. Merchant UUID {}; token stored encrypted, never shown.", summary.user_uuid);
+    println!("   ✓ Shop data read: {} with {} products.\n", shop["shopify_data"]["data"]["shop"]["name"], shop["shopify_data"]["data"]["products"]["edges"].as_array().map_or(0, Vec::len));
+
+    println!("2. In the same browser, the merchant connects their Facebook Pages.");
+    let (page, url) = browser.open(&format!("{base}/facebook/login")).await.map_err(step("Facebook login"))?;
+    println!("   The browser lands on Facebook's dialog and clicks \"Continue\".");
+    let fb = browser.approve(&page, &url).await.map_err(step("Facebook callback"))?;
+    for p in fb["pages"]["data"].as_array().into_iter().flatten() {
+        summary.pages.push(p["id"].as_str().unwrap_or_default().to_string());
+        println!("   ✓ Page \"{}\" ({}) connected to merchant {}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), fb["user_uuid"].as_str().unwrap_or("?"));
+    }
+    let subscribed = sandbox.world().pages.iter().filter(|p| p.subscribed).count();
+    println!("   ✓ {subscribed} pages subscribed to webhooks (name, category, messages).");
+    let checks = |key: &str| fb[key].as_array().map_or((0, 0), |r| (r.iter().filter(|x| x["result"]["status"] == "success").count(), r.len()));
+    let (ok_w, all_w) = checks("webhook_test");
+    let (ok_p, all_p) = checks("polling_test");
+    println!("   ✓ Self-tests: {ok_w}/{all_w} webhook deliveries and {ok_p}/{all_p} polls succeeded.\n");
+
+    let page_id = summary.pages.first().cloned().ok_or(DemoError::Step { step: "Facebook callback", reason: "no page connected".into() })?;
+    let customer = "7000000000009";
+    let http = app.http.clone();
+    let webhook = format!("{base}/facebook/webhook");
+    let now_ms = crate::store::unix_now() * 1000;
+
+    println!("3. A customer writes to \"Demo Page\" on Messenger; Meta calls the webhook.");
+    let message = json!({"object": "page", "entry": [{"id": page_id, "time": now_ms, "messaging": [{
+        "sender": {"id": customer}, "recipient": {"id": page_id}, "timestamp": now_ms,
+        "message": {"mid": format!("m_demo_{now_ms}_1"), "text": "Hi! Is the linen shirt available in blue, size M?"}}]}]});
+    deliver(&http, &webhook, &message).await?;
+    let file = data_dir.join(format!("facebook/{page_id}/conversations/{customer}.json"));
+    println!("   ✓ Stored in {} ({} event)\n", file.display(), count(&file));
+
+    println!("4. The page answers; Meta sends the reply back as an echo.");
+    let echo = json!({"object": "page", "entry": [{"id": page_id, "time": now_ms + 1, "messaging": [{
+        "sender": {"id": page_id}, "recipient": {"id": customer}, "timestamp": now_ms + 60_000,
+        "message": {"mid": format!("m_demo_{now_ms}_2"), "is_echo": true, "text": "Yes, 7 left in stock!"}}]}]});
+    deliver(&http, &webhook, &echo).await?;
+    deliver(&http, &webhook, &echo).await?;
+    println!("   ✓ Same file, now {} events: the reply sits in the customer's history (delivered twice, stored once).\n", count(&file));
+
+    println!("5. The merchant renames the page to \"Demo Page – Summer Sale\".");
+    if let Some(p) = sandbox.world().pages.iter_mut().find(|p| p.id == page_id) {
+        p.name = "Demo Page – Summer Sale".into();
+    }
+    let change = json!({"object": "page", "entry": [{"id": page_id, "time": now_ms, "changes": [{"field": "name", "value": "Demo Page – Summer Sale"}]}]});
+    deliver(&http, &webhook, &change).await?;
+    let metadata = data_dir.join(format!("facebook/{page_id}/page_metadata.json"));
+    let mut name = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        name = read_json(&metadata).map(|m| m["data"][0]["name"].as_str().unwrap_or_default().to_string()).unwrap_or_default();
+        if name.contains("Summer") {
+            break;
+        }
+    }
+    println!("   ✓ Metadata refreshed after the webhook answered: {} now says \"{name}\".\n", metadata.display());
+
+    println!("6. The nightly poll runs now and fills in the history the webhook never saw.");
+    let outcome = app.poller.poll_once().await.map_err(step("poll"))?;
+    for page in &outcome.pages {
+        match &page.result {
+            Ok(r) => {
+                summary.backfilled += r.new_messages;
+                println!("   ✓ Page {}: {} conversations, {} older messages added, {} Graph calls", page.page, r.conversations, r.new_messages, r.graph_calls);
+            }
+            Err(f) => println!("   ✗ Page {}: {}", page.page, f.reason),
+        }
+    }
+    println!("   {}\n", outcome.summary());
+
+    println!("7. The files the bot reads:");
+    summary.files = files(&data_dir.join("facebook"));
+    for path in &summary.files {
+        let shown = path.strip_prefix(data_dir).unwrap_or(path).display();
+        match read_json(path) {
+            Some(Value::Array(events)) => println!("   {shown}  ({} events)", events.len()),
+            Some(_) => println!("   {shown}"),
+            None => println!("   {shown}  (unreadable!)"),
+        }
+    }
+    Ok(summary)
+}
+
+async fn deliver(http: &reqwest::Client, url: &str, payload: &Value) -> Result<(), DemoError> {
+    match deliver_webhook(http, url, payload, &app_secret()).await {
+        Ok(200) => Ok(()),
+        Ok(status) => Err(DemoError::Step { step: "webhook", reason: format!("answered HTTP {status}") }),
+        Err(reason) => Err(DemoError::Step { step: "webhook", reason }),
+    }
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn count(path: &Path) -> usize {
+    read_json(path).and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
+}
+
+/// Every `.json` file below `dir`, sorted; the lock folders are not the bot's business.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            found.extend(files(&path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
