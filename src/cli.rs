@@ -69,10 +69,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(config) => poll(config).await,
             Err(code) => return code,
         },
-        Command::Demo { once, port, data_dir } => demo::run(DemoOptions { port, data_dir, once })
-            .await
-            .map(|_| ExitCode::SUCCESS)
-            .map_err(|e| e.to_string()),
+        Command::Demo {
+            once,
+            port,
+            data_dir,
+        } => demo::run(DemoOptions {
+            port,
+            data_dir,
+            once,
+        })
+        .await
+        .map(|_| ExitCode::SUCCESS)
+        .map_err(|e| e.to_string()),
     };
     result.unwrap_or_else(|err| {
         tracing::error!(error = %err, "salesbot stopped");
@@ -90,8 +98,12 @@ fn load_config() -> Result<Config, ExitCode> {
 }
 
 async fn serve(config: Config) -> Result<ExitCode, String> {
-    let app = Application::build(config).await.map_err(|e| e.to_string())?;
-    app.run_until_stopped(crate::app::shutdown_signal()).await.map_err(|e| e.to_string())?;
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until_stopped(crate::app::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -107,12 +119,22 @@ async fn poll(config: Config) -> Result<ExitCode, String> {
                 r.conversations,
                 r.new_messages,
                 r.graph_calls,
-                if r.resubscribed { ", webhook subscription restored" } else { "" }
+                if r.resubscribed {
+                    ", webhook subscription restored"
+                } else {
+                    ""
+                }
             ),
-            Err(f) if f.needs_reauth => println!("page {}: NEEDS RE-AUTHORISATION: {}", page.page, f.reason),
+            Err(f) if f.needs_reauth => {
+                println!("page {}: NEEDS RE-AUTHORISATION: {}", page.page, f.reason)
+            }
             Err(f) => println!("page {}: FAILED: {}", page.page, f.reason),
         }
     }
     println!("{}", outcome.summary());
-    Ok(if outcome.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if outcome.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

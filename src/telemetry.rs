@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset. Safe to
 /// call more than once: later calls are no-ops.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

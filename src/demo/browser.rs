@@ -16,7 +16,11 @@ pub enum BrowserError {
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
     #[error("{url} answered {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("the page at {0} has no approve button")]
     NoButton(String),
     #[error("too many redirects from {0}")]
@@ -29,7 +33,10 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a plain client builds");
-        Browser { http, cookies: BTreeMap::new() }
+        Browser {
+            http,
+            cookies: BTreeMap::new(),
+        }
     }
 
     /// Opens `url`, follows redirects, and returns the final page's body and URL.
@@ -38,23 +45,38 @@ impl Browser {
         for _ in 0..10 {
             let mut request = self.http.get(&url);
             if !self.cookies.is_empty() {
-                let header: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let header: Vec<String> = self
+                    .cookies
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 request = request.header(COOKIE, header.join("; "));
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| BrowserError::Request { url: url.clone(), reason: crate::outbound::describe(e) })?;
+            let response = request.send().await.map_err(|e| BrowserError::Request {
+                url: url.clone(),
+                reason: crate::outbound::describe(e),
+            })?;
             self.remember(&response);
             let status = response.status();
             if status.is_redirection() {
-                let next = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                url = reqwest::Url::parse(&url).and_then(|base| base.join(next)).map(String::from).unwrap_or_default();
+                let next = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                url = reqwest::Url::parse(&url)
+                    .and_then(|base| base.join(next))
+                    .map(String::from)
+                    .unwrap_or_default();
                 continue;
             }
             let body = response.text().await.unwrap_or_default();
             if !status.is_success() {
-                return Err(BrowserError::Status { url, status: status.as_u16(), body });
+                return Err(BrowserError::Status {
+                    url,
+                    status: status.as_u16(),
+                    body,
+                });
             }
             return Ok((body, url));
         }
@@ -74,12 +96,27 @@ impl Browser {
             .and_then(|base| base.join(&href))
             .map_err(|_| BrowserError::NoButton(page_url.to_string()))?;
         let (body, url) = self.open(target.as_str()).await?;
-        serde_json::from_str(&body).map_err(|_| BrowserError::Status { url, status: 200, body })
+        serde_json::from_str(&body).map_err(|_| BrowserError::Status {
+            url,
+            status: 200,
+            body,
+        })
     }
 
     fn remember(&mut self, response: &reqwest::Response) {
-        for header in response.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            let Some((name, value)) = header.split(';').next().and_then(|pair| pair.split_once('=')) else { continue };
+        for header in response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let Some((name, value)) = header
+                .split(';')
+                .next()
+                .and_then(|pair| pair.split_once('='))
+            else {
+                continue;
+            };
             if header.contains("Max-Age=0") || value.is_empty() {
                 self.cookies.remove(name);
             } else {

@@ -38,7 +38,10 @@ pub enum DemoError {
     #[error("{0} exists and was not made by the demo; choose another --data-dir or remove it")]
     ForeignFolder(PathBuf),
     #[error("cannot prepare {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the sandbox: {0}")]
     Sandbox(std::io::Error),
     #[error("demo configuration: {0}")]
@@ -60,15 +63,25 @@ pub fn world() -> World {
         .with_conversation("7000000000002", 9, week_ago + 3600)
         .with_conversation("7000000000003", 26, week_ago + 7200);
     demo.category = "Clothing store".into();
-    let second = Page::new("100000000000202", "Demo Outlet", "EAA-demo-page-token-202").with_conversation("7000000000004", 6, week_ago);
-    World { pages: vec![demo, second], conversations_per_page: 2, messages_per_page: 5, ..World::default() }
+    let second = Page::new("100000000000202", "Demo Outlet", "EAA-demo-page-token-202")
+        .with_conversation("7000000000004", 6, week_ago);
+    World {
+        pages: vec![demo, second],
+        conversations_per_page: 2,
+        messages_per_page: 5,
+        ..World::default()
+    }
 }
 
 pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
     prepare_folder(&options.data_dir)?;
-    let sandbox = Sandbox::start_with(world(), std::time::Duration::ZERO, AppCredentials::default())
-        .await
-        .map_err(DemoError::Sandbox)?;
+    let sandbox = Sandbox::start_with(
+        world(),
+        std::time::Duration::ZERO,
+        AppCredentials::default(),
+    )
+    .await
+    .map_err(DemoError::Sandbox)?;
     let config = config(&options, &sandbox)?;
     let app = match Application::build(config).await {
         Ok(app) => app,
@@ -97,7 +110,10 @@ pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
 }
 
 fn prepare_folder(dir: &Path) -> Result<(), DemoError> {
-    let io = |source| DemoError::Folder { path: dir.to_path_buf(), source };
+    let io = |source| DemoError::Folder {
+        path: dir.to_path_buf(),
+        source,
+    };
     if dir.exists() {
         if !dir.join(MARKER).exists() {
             return Err(DemoError::ForeignFolder(dir.to_path_buf()));
@@ -105,7 +121,11 @@ fn prepare_folder(dir: &Path) -> Result<(), DemoError> {
         std::fs::remove_dir_all(dir).map_err(io)?;
     }
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(dir.join(MARKER), "made by `salesbot demo`; wiped at its next start\n").map_err(io)
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `salesbot demo`; wiped at its next start\n",
+    )
+    .map_err(io)
 }
 
 fn config(options: &DemoOptions, sandbox: &Sandbox) -> Result<Config, DemoError> {
@@ -117,13 +137,22 @@ fn config(options: &DemoOptions, sandbox: &Sandbox) -> Result<Config, DemoError>
         ("FACEBOOK_APP_ID", "100000000000001".into()),
         ("FACEBOOK_APP_SECRET", APP_SECRET.into()),
         ("FACEBOOK_REDIRECT_URI", format!("{base}/facebook/callback")),
-        ("FACEBOOK_WEBHOOK_ADDRESS", format!("{base}/facebook/webhook")),
+        (
+            "FACEBOOK_WEBHOOK_ADDRESS",
+            format!("{base}/facebook/webhook"),
+        ),
         ("FACEBOOK_VERIFY_TOKEN", "demo-verify-token".into()),
         ("SHOPIFY_API_KEY", credentials.shopify_api_key),
         ("SHOPIFY_API_SECRET", credentials.shopify_api_secret),
         ("SHOPIFY_REDIRECT_URI", format!("{base}/shopify/callback")),
-        ("STATE_TOKEN_SECRET", base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())),
-        ("TOKEN_ENCRYPTION_KEY", base64::engine::general_purpose::STANDARD.encode(key)),
+        (
+            "STATE_TOKEN_SECRET",
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
+        ),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            base64::engine::general_purpose::STANDARD.encode(key),
+        ),
         ("HOST", "127.0.0.1".into()),
         ("PORT", options.port.to_string()),
         ("TOKEN_DB_PATH", format!("{data}/data/tokens.db")),
@@ -133,9 +162,17 @@ fn config(options: &DemoOptions, sandbox: &Sandbox) -> Result<Config, DemoError>
         ("OAUTH_SELF_TEST", "true".into()),
         ("FACEBOOK_GRAPH_URL", sandbox.url()),
         ("FACEBOOK_DIALOG_URL", sandbox.url()),
-        ("SHOPIFY_SHOP_URL", format!("{}/shops/{{shop}}", sandbox.url())),
+        (
+            "SHOPIFY_SHOP_URL",
+            format!("{}/shops/{{shop}}", sandbox.url()),
+        ),
     ];
-    Ok(Config::from_lookup(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))?)
+    Ok(Config::from_lookup(|name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })?)
 }
 
 pub(crate) fn app_secret() -> SecretString {

@@ -21,40 +21,98 @@ pub struct Summary {
 }
 
 fn step<E: std::fmt::Display>(name: &'static str) -> impl Fn(E) -> DemoError {
-    move |err| DemoError::Step { step: name, reason: err.to_string() }
+    move |err| DemoError::Step {
+        step: name,
+        reason: err.to_string(),
+    }
 }
 
-pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir: &Path) -> Result<Summary, DemoError> {
+pub async fn tell(
+    app: &AppState,
+    sandbox: &Sandbox,
+    addr: SocketAddr,
+    data_dir: &Path,
+) -> Result<Summary, DemoError> {
     let mut summary = Summary::default();
     let base = base(addr);
     let mut browser = Browser::new();
-    println!("salesbot demo: the server runs at {base}, the sandbox (standing in for Meta and Shopify) at {}", sandbox.url());
+    println!(
+        "salesbot demo: the server runs at {base}, the sandbox (standing in for Meta and Shopify) at {}",
+        sandbox.url()
+    );
     println!("Everything is written under {}\n", data_dir.display());
 
     println!("1. The merchant connects the Shopify store \"demo-store\".");
-    let (page, url) = browser.open(&format!("{base}/shopify/demo-store/login")).await.map_err(step("Shopify login"))?;
+    let (page, url) = browser
+        .open(&format!("{base}/shopify/demo-store/login"))
+        .await
+        .map_err(step("Shopify login"))?;
     println!("   The browser lands on Shopify's install page and clicks \"Install app\".");
-    let shop = browser.approve(&page, &url).await.map_err(step("Shopify callback"))?;
+    let shop = browser
+        .approve(&page, &url)
+        .await
+        .map_err(step("Shopify callback"))?;
     summary.user_uuid = shop["user_uuid"].as_str().unwrap_or_default().to_string();
-    println!("   ✓ Shop connected. Merchant UUID {}; token stored encrypted, never shown.", summary.user_uuid);
-    println!("   ✓ Shop data read: {} with {} products.\n", shop["shopify_data"]["data"]["shop"]["name"], shop["shopify_data"]["data"]["products"]["edges"].as_array().map_or(0, Vec::len));
+    println!(
+        "   ✓ Shop connected. Merchant UUID {}; token stored encrypted, never shown.",
+        summary.user_uuid
+    );
+    println!(
+        "   ✓ Shop data read: {} with {} products.\n",
+        shop["shopify_data"]["data"]["shop"]["name"],
+        shop["shopify_data"]["data"]["products"]["edges"]
+            .as_array()
+            .map_or(0, Vec::len)
+    );
 
     println!("2. In the same browser, the merchant connects their Facebook Pages.");
-    let (page, url) = browser.open(&format!("{base}/facebook/login")).await.map_err(step("Facebook login"))?;
+    let (page, url) = browser
+        .open(&format!("{base}/facebook/login"))
+        .await
+        .map_err(step("Facebook login"))?;
     println!("   The browser lands on Facebook's dialog and clicks \"Continue\".");
-    let fb = browser.approve(&page, &url).await.map_err(step("Facebook callback"))?;
+    let fb = browser
+        .approve(&page, &url)
+        .await
+        .map_err(step("Facebook callback"))?;
     for p in fb["pages"]["data"].as_array().into_iter().flatten() {
-        summary.pages.push(p["id"].as_str().unwrap_or_default().to_string());
-        println!("   ✓ Page \"{}\" ({}) connected to merchant {}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), fb["user_uuid"].as_str().unwrap_or("?"));
+        summary
+            .pages
+            .push(p["id"].as_str().unwrap_or_default().to_string());
+        println!(
+            "   ✓ Page \"{}\" ({}) connected to merchant {}",
+            p["name"].as_str().unwrap_or("?"),
+            p["id"].as_str().unwrap_or("?"),
+            fb["user_uuid"].as_str().unwrap_or("?")
+        );
     }
-    let subscribed = sandbox.world().pages.iter().filter(|p| p.subscribed).count();
+    let subscribed = sandbox
+        .world()
+        .pages
+        .iter()
+        .filter(|p| p.subscribed)
+        .count();
     println!("   ✓ {subscribed} pages subscribed to webhooks (name, category, messages).");
-    let checks = |key: &str| fb[key].as_array().map_or((0, 0), |r| (r.iter().filter(|x| x["result"]["status"] == "success").count(), r.len()));
+    let checks = |key: &str| {
+        fb[key].as_array().map_or((0, 0), |r| {
+            (
+                r.iter()
+                    .filter(|x| x["result"]["status"] == "success")
+                    .count(),
+                r.len(),
+            )
+        })
+    };
     let (ok_w, all_w) = checks("webhook_test");
     let (ok_p, all_p) = checks("polling_test");
-    println!("   ✓ Self-tests: {ok_w}/{all_w} webhook deliveries and {ok_p}/{all_p} polls succeeded.\n");
+    println!(
+        "   ✓ Self-tests: {ok_w}/{all_w} webhook deliveries and {ok_p}/{all_p} polls succeeded.\n"
+    );
 
-    let page_id = summary.pages.first().cloned().ok_or(DemoError::Step { step: "Facebook callback", reason: "no page connected".into() })?;
+    let page_id = summary.pages.first().cloned().ok_or(DemoError::Step {
+        step: "Facebook callback",
+        reason: "no page connected".into(),
+    })?;
     let customer = "7000000000009";
     let http = app.http.clone();
     let webhook = format!("{base}/facebook/webhook");
@@ -66,7 +124,11 @@ pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir:
         "message": {"mid": format!("m_demo_{now_ms}_1"), "text": "Hi! Is the linen shirt available in blue, size M?"}}]}]});
     deliver(&http, &webhook, &message).await?;
     let file = data_dir.join(format!("facebook/{page_id}/conversations/{customer}.json"));
-    println!("   ✓ Stored in {} ({} event)\n", file.display(), count(&file));
+    println!(
+        "   ✓ Stored in {} ({} event)\n",
+        file.display(),
+        count(&file)
+    );
 
     println!("4. The page answers; Meta sends the reply back as an echo.");
     let echo = json!({"object": "page", "entry": [{"id": page_id, "time": now_ms + 1, "messaging": [{
@@ -74,7 +136,10 @@ pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir:
         "message": {"mid": format!("m_demo_{now_ms}_2"), "is_echo": true, "text": "Yes, 7 left in stock!"}}]}]});
     deliver(&http, &webhook, &echo).await?;
     deliver(&http, &webhook, &echo).await?;
-    println!("   ✓ Same file, now {} events: the reply sits in the customer's history (delivered twice, stored once).\n", count(&file));
+    println!(
+        "   ✓ Same file, now {} events: the reply sits in the customer's history (delivered twice, stored once).\n",
+        count(&file)
+    );
 
     println!("5. The merchant renames the page to \"Demo Page – Summer Sale\".");
     if let Some(p) = sandbox.world().pages.iter_mut().find(|p| p.id == page_id) {
@@ -86,12 +151,22 @@ pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir:
     let mut name = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        name = read_json(&metadata).map(|m| m["data"][0]["name"].as_str().unwrap_or_default().to_string()).unwrap_or_default();
+        name = read_json(&metadata)
+            .map(|m| {
+                m["data"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
         if name.contains("Summer") {
             break;
         }
     }
-    println!("   ✓ Metadata refreshed after the webhook answered: {} now says \"{name}\".\n", metadata.display());
+    println!(
+        "   ✓ Metadata refreshed after the webhook answered: {} now says \"{name}\".\n",
+        metadata.display()
+    );
 
     println!("6. The nightly poll runs now and fills in the history the webhook never saw.");
     let outcome = app.poller.poll_once().await.map_err(step("poll"))?;
@@ -99,7 +174,10 @@ pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir:
         match &page.result {
             Ok(r) => {
                 summary.backfilled += r.new_messages;
-                println!("   ✓ Page {}: {} conversations, {} older messages added, {} Graph calls", page.page, r.conversations, r.new_messages, r.graph_calls);
+                println!(
+                    "   ✓ Page {}: {} conversations, {} older messages added, {} Graph calls",
+                    page.page, r.conversations, r.new_messages, r.graph_calls
+                );
             }
             Err(f) => println!("   ✗ Page {}: {}", page.page, f.reason),
         }
@@ -122,8 +200,14 @@ pub async fn tell(app: &AppState, sandbox: &Sandbox, addr: SocketAddr, data_dir:
 async fn deliver(http: &reqwest::Client, url: &str, payload: &Value) -> Result<(), DemoError> {
     match deliver_webhook(http, url, payload, &app_secret()).await {
         Ok(200) => Ok(()),
-        Ok(status) => Err(DemoError::Step { step: "webhook", reason: format!("answered HTTP {status}") }),
-        Err(reason) => Err(DemoError::Step { step: "webhook", reason }),
+        Ok(status) => Err(DemoError::Step {
+            step: "webhook",
+            reason: format!("answered HTTP {status}"),
+        }),
+        Err(reason) => Err(DemoError::Step {
+            step: "webhook",
+            reason,
+        }),
     }
 }
 
@@ -132,16 +216,24 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 fn count(path: &Path) -> usize {
-    read_json(path).and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0)
+    read_json(path)
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
 }
 
 /// Every `.json` file below `dir`, sorted; the lock folders are not the bot's business.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        if path.is_dir() && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if path.is_dir()
+            && !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             found.extend(files(&path));
         } else if path.extension().is_some_and(|e| e == "json") {
             found.push(path);

@@ -189,12 +189,21 @@ fn consent_page(title: &str, detail: &str, approve_href: &str, button: &str) -> 
 }
 
 /// Delivers a webhook event as Meta does: JSON body, signed with the app secret.
-pub async fn deliver_webhook(http: &reqwest::Client, url: &str, payload: &serde_json::Value, app_secret: &secrecy::SecretString) -> Result<u16, String> {
+pub async fn deliver_webhook(
+    http: &reqwest::Client,
+    url: &str,
+    payload: &serde_json::Value,
+    app_secret: &secrecy::SecretString,
+) -> Result<u16, String> {
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
     let mut request = http.post(url).header("content-type", "application/json");
     for (name, value) in crate::facebook::webhook::signature::sign(&body, app_secret) {
         request = request.header(name, value);
     }
-    let response = request.body(body).send().await.map_err(crate::outbound::describe)?;
+    let response = request
+        .body(body)
+        .send()
+        .await
+        .map_err(crate::outbound::describe)?;
     Ok(response.status().as_u16())
 }

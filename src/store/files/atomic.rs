@@ -11,16 +11,17 @@ use crate::store::StoreError;
 /// Replaces `path` with `bytes`: temp file in the same folder, fsync, rename, fsync the folder.
 /// A reader sees the old file or the new one, never a mix; so does a crash.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    replace(path, bytes, true)
+    replace(path, bytes, true).map(drop)
 }
 
 /// Like [`write_atomic`] but leaves flushing to the caller (a group sync): for a file that did
 /// not exist, whose loss in a crash before the sync loses nothing acknowledged.
-pub(crate) fn create_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// Returns the file, so the caller can flush it later.
+pub(crate) fn create_unsynced(path: &Path, bytes: &[u8]) -> Result<File, StoreError> {
     replace(path, bytes, false)
 }
 
-fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<File, StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = parent(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -30,7 +31,7 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = (|| {
+    let result = (|| -> Result<File, StoreError> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -41,13 +42,17 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
         if sync {
             file.sync_all().map_err(StoreError::io("sync", &tmp))?;
         }
-        fs::rename(&tmp, path).map_err(StoreError::io("replace", path))
+        fs::rename(&tmp, path).map_err(StoreError::io("replace", path))?;
+        Ok(file)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result?;
-    if sync { sync_dir(dir) } else { Ok(()) }
+    let file = result?;
+    if sync {
+        sync_dir(dir)?;
+    }
+    Ok(file)
 }
 
 /// Creates `dir` and any missing parents, syncing each parent whose entries changed, so a

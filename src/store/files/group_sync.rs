@@ -1,71 +1,76 @@
-//! Group commit: many writers, one `syncfs(2)`.
+//! Group commit: many writers, one flush round.
 //!
-//! An fsync per webhook request caps throughput at the disk's flush rate, and concurrent
-//! fsyncs queue behind one another in the filesystem journal. Writers here append without
-//! syncing, then wait for a `syncfs` of the data directory's filesystem that *started after*
-//! their write. Whoever finds no sync running starts one; everybody who wrote before it
-//! started is released when it ends. So a burst of 64 requests costs one flush, and nothing is
+//! An fsync per webhook request makes every request wait for its own journal commit, and
+//! concurrent fsyncs queue behind one another. Writers here hand over the file they appended
+//! to (and, for a new file, its folder), then wait for a flush round that *started after* they
+//! did so. Whoever finds no round running starts one; it `fdatasync`s every file handed over
+//! since the last round (after the first, the others' metadata is already in the committed
+//! journal transaction, so they cost little) and releases everybody it covered. Nothing is
 //! acknowledged before it is on disk.
 //!
 //! Writes that replace an existing file still fsync before their rename (a crash must never
-//! leave the new name pointing at half a file); only appends and brand-new files, whose loss
-//! in a crash would lose nothing acknowledged, are left to the group sync.
+//! leave the name pointing at half a file); only appends and brand-new files, whose loss in a
+//! crash before the round would lose nothing acknowledged, go through here.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
 use crate::store::StoreError;
 
+/// What must reach the disk for a write to count: the file's data, and for a file that was
+/// just created, the folder entry naming it.
+#[derive(Debug)]
+pub(crate) struct Dirty {
+    pub file: File,
+    pub new_in: Option<PathBuf>,
+}
+
 #[derive(Debug, Default)]
 struct Rounds {
-    /// Number of syncs started so far.
+    /// Handed over since the last round started.
+    pending: Vec<Dirty>,
+    /// Rounds started so far.
     started: u64,
-    /// Number of syncs finished so far (successfully or not).
+    /// Rounds finished so far (successfully or not).
     finished: u64,
     running: bool,
     /// The most recent round that failed; 0 for none.
     last_failed: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
-    dir: PathBuf,
     rounds: Mutex<Rounds>,
     done: Notify,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct GroupSync {
     inner: Arc<Inner>,
 }
 
 impl GroupSync {
-    /// Syncs the filesystem holding `dir` (created on first use if needed).
-    pub(crate) fn new(dir: &Path) -> GroupSync {
-        GroupSync {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                rounds: Mutex::default(),
-                done: Notify::new(),
-            }),
-        }
-    }
-
-    /// Returns once everything written before this call is on disk.
-    pub(crate) async fn commit(&self) -> Result<(), StoreError> {
-        let ticket = self.lock().started + 1;
+    /// Returns once `dirty` (and everything handed over before it) is on disk.
+    pub(crate) async fn commit(&self, dirty: Option<Dirty>) -> Result<(), StoreError> {
+        let ticket = {
+            let mut rounds = self.lock();
+            rounds.pending.extend(dirty);
+            rounds.started + 1
+        };
         loop {
             let notified = self.inner.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            // Decide under the lock, act (await) without it.
+            // Decide under the lock, act without it.
             let lead = {
                 let mut rounds = self.lock();
                 if rounds.finished >= ticket {
                     return if rounds.last_failed >= ticket {
-                        Err(self.failure())
+                        Err(failure())
                     } else {
                         Ok(())
                     };
@@ -75,26 +80,31 @@ impl GroupSync {
                 } else {
                     rounds.running = true;
                     rounds.started += 1;
-                    Some(rounds.started)
+                    Some((rounds.started, std::mem::take(&mut rounds.pending)))
                 }
             };
-            if let Some(round) = lead {
-                // Its own task: a caller that is cancelled (a client hanging up) must not leave
-                // a round marked running forever.
+            if let Some((round, batch)) = lead {
+                // Its own task: a caller that is cancelled (a client hanging up) must not
+                // leave a round marked running forever.
                 let this = self.clone();
-                tokio::spawn(async move { this.run_round(round).await });
+                tokio::spawn(async move { this.run_round(round, batch).await });
             }
             notified.await;
         }
     }
 
-    /// One `syncfs`, then wakes everybody waiting.
-    async fn run_round(self, round: u64) {
-        let dir = self.inner.dir.clone();
-        let outcome = tokio::task::spawn_blocking(move || sync_filesystem(&dir)).await;
+    /// True when the latest round failed: what was written since may not be on disk, so even
+    /// a request that writes nothing new must wait for a round that succeeds.
+    pub(crate) fn last_failed(&self) -> bool {
+        let rounds = self.lock();
+        rounds.last_failed != 0 && rounds.last_failed == rounds.finished
+    }
+
+    async fn run_round(self, round: u64, batch: Vec<Dirty>) {
+        let outcome = tokio::task::spawn_blocking(move || flush(batch)).await;
         let failed = !matches!(outcome, Ok(Ok(())));
         if let Ok(Err(err)) = &outcome {
-            tracing::error!(error = %err, dir = %self.inner.dir.display(), "syncfs failed; writes are not acknowledged");
+            tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
         }
         {
             let mut rounds = self.lock();
@@ -107,41 +117,48 @@ impl GroupSync {
         self.inner.done.notify_waiters();
     }
 
-    /// True when the latest sync failed: what was written since may not be on disk, so even a
-    /// request that writes nothing new must not be acknowledged without a fresh sync.
-    pub(crate) fn last_failed(&self) -> bool {
-        let rounds = self.lock();
-        rounds.last_failed != 0 && rounds.last_failed == rounds.finished
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
         self.inner.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn failure(&self) -> StoreError {
-        StoreError::io("sync", &self.inner.dir)(std::io::Error::other("syncfs failed"))
-    }
 }
 
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let handle = std::fs::File::open(dir)?;
-    rustix::fs::syncfs(&handle)?;
+fn flush(batch: Vec<Dirty>) -> std::io::Result<()> {
+    let mut folders = BTreeSet::new();
+    for dirty in batch {
+        dirty.file.sync_data()?;
+        folders.extend(dirty.new_in);
+    }
+    for folder in folders {
+        File::open(&folder)?.sync_all()?;
+    }
     Ok(())
+}
+
+fn failure() -> StoreError {
+    StoreError::io("flush", "conversation files")(std::io::Error::other("an earlier flush failed"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dirty(dir: &std::path::Path, name: &str) -> Dirty {
+        let path = dir.join(name);
+        std::fs::write(&path, b"x").unwrap();
+        Dirty {
+            file: File::options().write(true).open(&path).unwrap(),
+            new_in: Some(dir.to_path_buf()),
+        }
+    }
+
     #[tokio::test]
-    async fn concurrent_commits_share_syncs_and_all_return() {
+    async fn concurrent_commits_share_rounds_and_all_return() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::new(dir.path());
+        let sync = GroupSync::default();
         let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let sync = sync.clone();
-                tokio::spawn(async move { sync.commit().await })
+            .map(|i| {
+                let (sync, item) = (sync.clone(), dirty(dir.path(), &format!("{i}.json")));
+                tokio::spawn(async move { sync.commit(Some(item)).await })
             })
             .collect();
         for task in tasks {
@@ -150,22 +167,23 @@ mod tests {
         let rounds = sync.lock();
         assert!(
             rounds.started >= 1 && rounds.started < 64,
-            "{} syncs for 64 commits",
+            "{} rounds for 64 commits",
             rounds.started
         );
         assert_eq!(rounds.started, rounds.finished);
+        assert!(rounds.pending.is_empty());
     }
 
     #[tokio::test]
-    async fn a_commit_waits_for_a_sync_that_started_after_it() {
+    async fn each_sequential_commit_waits_for_its_own_round() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::new(dir.path());
-        sync.commit().await.unwrap();
-        sync.commit().await.unwrap();
-        assert_eq!(
-            sync.lock().finished,
-            2,
-            "each sequential commit needs its own sync"
-        );
+        let sync = GroupSync::default();
+        sync.commit(Some(dirty(dir.path(), "a.json")))
+            .await
+            .unwrap();
+        sync.commit(Some(dirty(dir.path(), "b.json")))
+            .await
+            .unwrap();
+        assert_eq!(sync.lock().finished, 2);
     }
 }

@@ -37,7 +37,7 @@ impl FileStore {
     pub fn new(data_dir: &Path) -> FileStore {
         let root = data_dir.join("facebook");
         FileStore {
-            conversations: Arc::new(Conversations::new(&root)),
+            conversations: Arc::new(Conversations::new()),
             root: Arc::new(root),
         }
     }

@@ -10,8 +10,8 @@
 //! when the new events are not older than the last stored one, append in place over the
 //! closing `]`. So an append costs the same at the 5,000th message as at the 10th.
 //!
-//! Durability: appends and new files are flushed by a group `syncfs` (see `group_sync`)
-//! before `add` returns; rewrites of existing files fsync before their rename.
+//! Durability: appends and new files are flushed in group rounds (see `group_sync`) before
+//! `add` returns; rewrites of existing files fsync before their rename.
 
 mod format;
 
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::atomic::{create_unsynced, ensure_dir, write_atomic};
-use super::group_sync::GroupSync;
+use super::group_sync::{Dirty, GroupSync};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp};
@@ -88,16 +88,16 @@ pub(crate) struct Conversations {
 /// What one update did to its file.
 struct Written {
     new_events: usize,
-    /// Appended or created without fsync: durable only after a group sync.
-    needs_sync: bool,
+    /// Appended or created without fsync: durable only after a group flush.
+    dirty: Option<Dirty>,
 }
 
 impl Conversations {
     /// Conversation files under `root`, flushed by group commits of its filesystem.
-    pub(crate) fn new(root: &Path) -> Conversations {
+    pub(crate) fn new() -> Conversations {
         Conversations {
             slots: Mutex::default(),
-            sync: GroupSync::new(root),
+            sync: GroupSync::default(),
         }
     }
 
@@ -120,8 +120,8 @@ impl Conversations {
         })
         .await??;
         // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
-        if written.needs_sync || self.sync.last_failed() {
-            self.sync.commit().await?;
+        if written.dirty.is_some() || self.sync.last_failed() {
+            self.sync.commit(written.dirty).await?;
         }
         Ok(written.new_events)
     }
@@ -174,7 +174,7 @@ fn add_locked(
     if fresh.is_empty() {
         return Ok(Written {
             new_events: 0,
-            needs_sync: false,
+            dirty: None,
         });
     }
     sort_chronologically(&mut fresh);
@@ -182,25 +182,28 @@ fn add_locked(
         (Some(ts), Some(last)) => ts >= last,
         _ => true,
     };
-    let appended = match known.fingerprint {
+    let in_place = match known.fingerprint {
         Some(fp) if known.line_format && known.count > 0 && fresh.iter().all(not_older) => {
             append_in_place(&paths.file, fp.len, &fresh)?
         }
-        _ => false,
+        _ => None,
     };
-    let needs_sync = match (appended, known.fingerprint) {
-        (true, _) => true,
-        (false, None) => {
-            create_unsynced(&paths.file, &render(&fresh))?;
-            true
+    let dirty = match (in_place, known.fingerprint) {
+        (Some(file), _) => Some(Dirty { file, new_in: None }),
+        (None, None) => {
+            let file = create_unsynced(&paths.file, &render(&fresh))?;
+            Some(Dirty {
+                file,
+                new_in: paths.file.parent().map(Path::to_path_buf),
+            })
         }
         // Replacing existing content: fsync before the rename, never left to the group.
-        (false, Some(_)) => {
+        (None, Some(_)) => {
             let mut all = read_events(&paths.file)?;
             all.extend(fresh.iter().cloned());
             sort_chronologically(&mut all);
             write_atomic(&paths.file, &render(&all))?;
-            false
+            None
         }
     };
     known.count += fresh.len();
@@ -216,7 +219,7 @@ fn add_locked(
     );
     Ok(Written {
         new_events: fresh.len(),
-        needs_sync,
+        dirty,
     })
 }
 
@@ -266,9 +269,13 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
     })
 }
 
-/// Writes `events` over the closing `\n]\n` of a file of `len` bytes. False when the file does
-/// not end the way it should (then the caller rewrites it whole).
-fn append_in_place(path: &Path, len: u64, events: &[Value]) -> Result<bool, StoreError> {
+/// Writes `events` over the closing `\n]\n` of a file of `len` bytes; the open file, for the
+/// flush. `None` when the file does not end the way it should (the caller rewrites it whole).
+fn append_in_place(
+    path: &Path,
+    len: u64,
+    events: &[Value],
+) -> Result<Option<std::fs::File>, StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -277,13 +284,13 @@ fn append_in_place(path: &Path, len: u64, events: &[Value]) -> Result<bool, Stor
     let at = len.saturating_sub(TAIL.len() as u64);
     let mut tail = [0u8; 3];
     if len < 4 || file.read_exact_at(&mut tail, at).is_err() || tail != TAIL {
-        return Ok(false);
+        return Ok(None);
     }
     // One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
     // caller syncs (as a group) before anyone is told they are stored.
     file.write_all_at(&render_append(events), at)
         .map_err(StoreError::io("append to", path))?;
-    Ok(true)
+    Ok(Some(file))
 }
 
 fn read_events(path: &Path) -> Result<Vec<Value>, StoreError> {
