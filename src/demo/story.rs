@@ -168,7 +168,14 @@ pub async fn tell(
         metadata.display()
     );
 
-    println!("6. The nightly poll runs now and fills in the history the webhook never saw.");
+    println!(
+        "6. Meanwhile the server was unreachable for a while: customers wrote, and Meta gave up"
+    );
+    println!("   delivering. Nothing of it reached the webhook.");
+    let missed = missed_while_down(sandbox, &page_id);
+    println!("   ({missed} messages are waiting at Meta.)\n");
+
+    println!("7. The nightly poll runs now and fills in the history the webhook never saw.");
     let outcome = app.poller.poll_once().await.map_err(step("poll"))?;
     for page in &outcome.pages {
         match &page.result {
@@ -184,7 +191,7 @@ pub async fn tell(
     }
     println!("   {}\n", outcome.summary());
 
-    println!("7. The files the bot reads:");
+    println!("8. The files the bot reads:");
     summary.files = files(&data_dir.join("facebook"));
     for path in &summary.files {
         let shown = path.strip_prefix(data_dir).unwrap_or(path).display();
@@ -241,4 +248,31 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
+}
+
+/// Adds, at Meta only, a new customer's conversation and replies in an existing one.
+fn missed_while_down(sandbox: &Sandbox, page_id: &str) -> usize {
+    let now = crate::store::unix_now();
+    let mut world = sandbox.world();
+    let Some(page) = world.pages.iter_mut().find(|p| p.id == page_id) else {
+        return 0;
+    };
+    let before: usize = page.conversations.iter().map(|c| c.messages.len()).sum();
+    let fresh = std::mem::replace(page, crate::sandbox::world::Page::new("", "", ""));
+    // Written after the last poll (the self-test's), as anything the poll has not seen must be.
+    *page = fresh.with_conversation("7000000000010", 8, now + 1);
+    if let Some(conversation) = page.conversations.first_mut() {
+        for i in 0..3 {
+            let mut message = conversation.messages[0].clone();
+            message.id = format!("{}_late_{i}", message.id);
+            message.created = now + 1 + i;
+            message.text = Some(format!("Following up ({}), did my order ship?", i + 1));
+            conversation.messages.push(message);
+        }
+    }
+    page.conversations
+        .iter()
+        .map(|c| c.messages.len())
+        .sum::<usize>()
+        - before
 }

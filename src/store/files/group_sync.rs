@@ -122,17 +122,34 @@ impl GroupSync {
     }
 }
 
+/// Flushes in parallel: the block layer merges flushes that are in flight together, where
+/// one after another each would wait for its own.
 fn flush(batch: Vec<Dirty>) -> std::io::Result<()> {
-    let mut folders = BTreeSet::new();
-    for dirty in batch {
-        dirty.file.sync_data()?;
-        folders.extend(dirty.new_in);
+    let folders: BTreeSet<PathBuf> = batch.iter().filter_map(|d| d.new_in.clone()).collect();
+    let lanes = batch.len().clamp(1, FLUSH_LANES);
+    let mut buckets: Vec<Vec<File>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (i, dirty) in batch.into_iter().enumerate() {
+        buckets[i % lanes].push(dirty.file);
     }
-    for folder in folders {
-        File::open(&folder)?.sync_all()?;
-    }
-    Ok(())
+    std::thread::scope(|scope| {
+        let files: Vec<_> = buckets
+            .iter()
+            .map(|files| scope.spawn(move || files.iter().try_for_each(File::sync_data)))
+            .collect();
+        let folders: Vec<_> = folders
+            .iter()
+            .map(|folder| scope.spawn(move || File::open(folder)?.sync_all()))
+            .collect();
+        files.into_iter().chain(folders).try_for_each(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("flush thread panicked")))
+        })
+    })
 }
+
+/// Threads flushing at once in one round.
+const FLUSH_LANES: usize = 8;
 
 fn failure() -> StoreError {
     StoreError::io("flush", "conversation files")(std::io::Error::other("an earlier flush failed"))
