@@ -73,7 +73,27 @@ pub fn world() -> World {
     }
 }
 
-pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
+/// The sandbox and the real server, running, configured for each other.
+pub struct RunningDemo {
+    pub addr: SocketAddr,
+    pub sandbox: Sandbox,
+    pub state: crate::http::AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl RunningDemo {
+    /// Stops the server the way Ctrl-C would, letting in-flight work finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Ok(Err(err)) = self.server.await {
+            tracing::error!(error = %err, "demo server stopped with an error");
+        }
+    }
+}
+
+/// Prepares the folder and starts the sandbox and the server (the browser test uses this too).
+pub async fn start(options: &DemoOptions) -> Result<RunningDemo, DemoError> {
     prepare_folder(&options.data_dir)?;
     let sandbox = Sandbox::start_with(
         world(),
@@ -82,7 +102,7 @@ pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
     )
     .await
     .map_err(DemoError::Sandbox)?;
-    let config = config(&options, &sandbox)?;
+    let config = config(options, &sandbox)?;
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(StartError::Bind { .. }) => return Err(DemoError::PortTaken(options.port)),
@@ -94,18 +114,26 @@ pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
+    Ok(RunningDemo {
+        addr,
+        sandbox,
+        state,
+        stop,
+        server,
+    })
+}
 
-    let result = story::tell(&state, &sandbox, addr, &options.data_dir).await;
+/// The whole demo: start, tell the story, then (unless `once`) serve until Ctrl-C.
+pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
+    let demo = start(&options).await?;
+    let result = story::tell(&demo.state, &demo.sandbox, demo.addr, &options.data_dir).await;
     if result.is_ok() && !options.once {
         println!("\nThe server and the sandbox keep running. Try the flow yourself in a browser:");
-        println!("  http://{addr}/shopify/demo-store/login");
+        println!("  http://{}/shopify/demo-store/login", demo.addr);
         println!("Press Ctrl-C to stop.");
         crate::app::shutdown_signal().await;
     }
-    let _ = stop.send(());
-    if let Ok(Err(err)) = server.await {
-        tracing::error!(error = %err, "demo server stopped with an error");
-    }
+    demo.stop().await;
     result
 }
 
