@@ -13,7 +13,7 @@ use salesbot::domain::PageId;
 use salesbot::facebook::poll::{PollOutcome, PollSettings};
 use salesbot::sandbox::world::Page;
 use salesbot::sandbox::{Sandbox, World};
-use salesbot::store::{TokenKey, TokenKind, unix_now};
+use salesbot::store::unix_now;
 use secrecy::SecretString;
 
 const PAGES: usize = 100;
@@ -99,22 +99,10 @@ async fn run() {
     let state = salesbot::app::build_state(config).unwrap();
     for p in 0..PAGES {
         let page = PageId::parse(&format!("{}", 100_000 + p)).unwrap();
+        let token = SecretString::from(format!("EAA-bench-{p}"));
         state
-            .tokens
-            .store(
-                &TokenKey::page_token(&page),
-                &SecretString::from(format!("EAA-bench-{p}")),
-                TokenKind::Token,
-            )
-            .await
-            .unwrap();
-        state
-            .tokens
-            .store(
-                &TokenKey::page_uuid(&page),
-                &SecretString::from("00000000-0000-4000-8000-000000000000"),
-                TokenKind::Uuid,
-            )
+            .pages
+            .connect(&page, &token, &uuid::Uuid::nil())
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use salesbot::config::Config;
 use salesbot::domain::{PageId, SenderId};
 use salesbot::facebook::webhook::signature;
-use salesbot::store::{FileStore, TokenKey, TokenKind};
+use salesbot::store::FileStore;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -264,22 +264,10 @@ async fn connect_page(env: &HashMap<String, String>) {
     let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
     let state = salesbot::app::build_state(config).unwrap();
     let page = PageId::parse("101").unwrap();
+    let owner = uuid::Uuid::new_v4();
     state
-        .tokens
-        .store(
-            &TokenKey::page_token(&page),
-            &SecretString::from("EAAB"),
-            TokenKind::Token,
-        )
-        .await
-        .unwrap();
-    state
-        .tokens
-        .store(
-            &TokenKey::page_uuid(&page),
-            &SecretString::from(uuid::Uuid::new_v4().to_string()),
-            TokenKind::Uuid,
-        )
+        .pages
+        .connect(&page, &SecretString::from("EAAB"), &owner)
         .await
         .unwrap();
 }

@@ -163,20 +163,7 @@ async fn connect_page(
     page_id: &PageId,
     page: &PageAccount,
 ) -> Result<(), ApiError> {
-    app.tokens
-        .store(
-            &TokenKey::page_token(page_id),
-            &page.access_token,
-            TokenKind::Token,
-        )
-        .await?;
-    app.tokens
-        .store(
-            &TokenKey::page_uuid(page_id),
-            &user.to_string().into(),
-            TokenKind::Uuid,
-        )
-        .await?;
+    app.pages.connect(page_id, &page.access_token, user).await?;
     subscription::ensure(&app.graph, page_id, &page.access_token)
         .await
         .map_err(|e| {
@@ -187,6 +174,5 @@ async fn connect_page(
     app.files
         .write_metadata(page_id, &page.public_view())
         .await?;
-    app.pages.remember(page_id);
     Ok(())
 }

@@ -10,7 +10,9 @@ use std::sync::{Arc, RwLock};
 use secrecy::SecretString;
 
 use crate::domain::PageId;
-use crate::store::{StoreError, TokenKey, TokenStore};
+use uuid::Uuid;
+
+use crate::store::{StoreError, TokenKey, TokenKind, TokenStore};
 
 #[derive(Debug, Clone)]
 pub struct PageDirectory {
@@ -47,8 +49,28 @@ impl PageDirectory {
         Ok(connected)
     }
 
-    /// Called when a page has just been connected.
-    pub fn remember(&self, page: &PageId) {
+    /// Stores the page's token and its owner: from now on the page is connected.
+    pub async fn connect(
+        &self,
+        page: &PageId,
+        token: &SecretString,
+        owner: &Uuid,
+    ) -> Result<(), StoreError> {
+        self.tokens
+            .store(&TokenKey::page_token(page), token, TokenKind::Token)
+            .await?;
+        self.tokens
+            .store(
+                &TokenKey::page_uuid(page),
+                &SecretString::from(owner.to_string()),
+                TokenKind::Uuid,
+            )
+            .await?;
+        self.remember(page);
+        Ok(())
+    }
+
+    fn remember(&self, page: &PageId) {
         self.connected
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -9,7 +9,6 @@ use salesbot::facebook::poll::{PollSettings, Poller};
 use salesbot::http::AppState;
 use salesbot::sandbox::world::{Fault, Page};
 use salesbot::sandbox::{Sandbox, World};
-use salesbot::store::{TokenKey, TokenKind};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -62,21 +61,8 @@ async fn setup(world: World) -> Setup {
 pub async fn connect(state: &AppState, page: &str, token: &str) {
     let page = PageId::parse(page).unwrap();
     state
-        .tokens
-        .store(
-            &TokenKey::page_token(&page),
-            &SecretString::from(token),
-            TokenKind::Token,
-        )
-        .await
-        .unwrap();
-    state
-        .tokens
-        .store(
-            &TokenKey::page_uuid(&page),
-            &SecretString::from(uuid::Uuid::new_v4().to_string()),
-            TokenKind::Uuid,
-        )
+        .pages
+        .connect(&page, &SecretString::from(token), &uuid::Uuid::new_v4())
         .await
         .unwrap();
 }

@@ -3,33 +3,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use salesbot::domain::PageId;
 use salesbot::facebook::webhook::signature;
-use salesbot::store::{TokenKey, TokenKind};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, spawn_with_stand_in};
 
 async fn connect(app: &TestApp, page: &str, token: &str) {
-    let page = PageId::parse(page).unwrap();
-    let tokens = &app.state.tokens;
-    tokens
-        .store(
-            &TokenKey::page_token(&page),
-            &SecretString::from(token),
-            TokenKind::Token,
-        )
-        .await
-        .unwrap();
-    tokens
-        .store(
-            &TokenKey::page_uuid(&page),
-            &SecretString::from(uuid::Uuid::new_v4().to_string()),
-            TokenKind::Uuid,
-        )
-        .await
-        .unwrap();
+    crate::poll::connect(&app.state, page, token).await;
 }
 
 pub async fn post(app: &TestApp, body: &[u8], signed: bool) -> reqwest::Response {
