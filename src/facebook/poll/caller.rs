@@ -82,3 +82,76 @@ impl<'a> PageCaller<'a> {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FacebookConfig;
+
+    fn graph() -> GraphClient {
+        let config = FacebookConfig {
+            app_id: "1".into(),
+            app_secret: "s".into(),
+            redirect_uri: Url::parse("http://127.0.0.1/cb").unwrap(),
+            webhook_address: Url::parse("http://127.0.0.1/wh").unwrap(),
+            verify_token: "v".into(),
+            graph_url: Url::parse("http://127.0.0.1:9").unwrap(),
+            dialog_url: Url::parse("http://127.0.0.1:9").unwrap(),
+            graph_version: "v25.0".into(),
+        };
+        GraphClient::new(reqwest::Client::new(), &config)
+    }
+
+    fn settings() -> PollSettings {
+        PollSettings {
+            concurrency: 1,
+            min_call_interval: Duration::from_millis(500),
+            max_attempts: 3,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn usage_near_the_limit_slows_the_page_and_throttling_pauses_it() {
+        let (graph, settings) = (graph(), settings());
+        let mut caller = PageCaller::new(&graph, &settings);
+        caller.observe(Usage {
+            highest_percent: 50.0,
+            regain_access_minutes: 0.0,
+        });
+        assert_eq!(caller.slowdown, Duration::ZERO);
+        caller.observe(Usage {
+            highest_percent: 80.0,
+            regain_access_minutes: 0.0,
+        });
+        assert_eq!(caller.slowdown, Duration::from_millis(500));
+        caller.observe(Usage {
+            highest_percent: 95.0,
+            regain_access_minutes: 0.0,
+        });
+        assert_eq!(caller.slowdown, Duration::from_secs(2));
+        let before = Instant::now();
+        caller.observe(Usage {
+            highest_percent: 100.0,
+            regain_access_minutes: 5.0,
+        });
+        // Five minutes asked, capped at the longest single pause.
+        assert!(caller.next_call >= before + Duration::from_secs(59));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let (graph, settings) = (graph(), settings());
+        let caller = PageCaller::new(&graph, &settings);
+        for attempt in 1..=4 {
+            let base = Duration::from_secs(1 << (attempt - 1));
+            let pause = caller.backoff(attempt);
+            assert!(
+                pause >= base && pause <= base.mul_f64(1.5),
+                "attempt {attempt}: {pause:?}"
+            );
+        }
+        assert_eq!(caller.backoff(30), Duration::from_secs(60));
+    }
+}
