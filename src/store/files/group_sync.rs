@@ -101,9 +101,9 @@ impl GroupSync {
     }
 
     async fn run_round(self, round: u64, batch: Vec<Dirty>) {
-        let outcome = tokio::task::spawn_blocking(move || flush(batch)).await;
-        let failed = !matches!(outcome, Ok(Ok(())));
-        if let Ok(Err(err)) = &outcome {
+        let outcome = flush(batch).await;
+        let failed = outcome.is_err();
+        if let Err(err) = &outcome {
             tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
         }
         {
@@ -122,34 +122,28 @@ impl GroupSync {
     }
 }
 
-/// Flushes in parallel: the block layer merges flushes that are in flight together, where
-/// one after another each would wait for its own.
-fn flush(batch: Vec<Dirty>) -> std::io::Result<()> {
+/// Flushes every file of the round at once, each on a blocking-pool thread: flushes that are
+/// in flight together share the device's cache flushes, where one after another each would
+/// wait for its own.
+async fn flush(batch: Vec<Dirty>) -> std::io::Result<()> {
     let folders: BTreeSet<PathBuf> = batch.iter().filter_map(|d| d.new_in.clone()).collect();
-    let lanes = batch.len().clamp(1, FLUSH_LANES);
-    let mut buckets: Vec<Vec<File>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (i, dirty) in batch.into_iter().enumerate() {
-        buckets[i % lanes].push(dirty.file);
+    let mut tasks = tokio::task::JoinSet::new();
+    for dirty in batch {
+        tasks.spawn_blocking(move || dirty.file.sync_data());
     }
-    std::thread::scope(|scope| {
-        let files: Vec<_> = buckets
-            .iter()
-            .map(|files| scope.spawn(move || files.iter().try_for_each(File::sync_data)))
-            .collect();
-        let folders: Vec<_> = folders
-            .iter()
-            .map(|folder| scope.spawn(move || File::open(folder)?.sync_all()))
-            .collect();
-        files.into_iter().chain(folders).try_for_each(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("flush thread panicked")))
-        })
-    })
+    for folder in folders {
+        tasks.spawn_blocking(move || File::open(&folder)?.sync_all());
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => result = Err(err),
+            Err(err) => result = Err(std::io::Error::other(err)),
+        }
+    }
+    result
 }
-
-/// Threads flushing at once in one round.
-const FLUSH_LANES: usize = 8;
 
 fn failure() -> StoreError {
     StoreError::io("flush", "conversation files")(std::io::Error::other("an earlier flush failed"))
