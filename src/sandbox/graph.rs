@@ -266,13 +266,7 @@ pub fn graph_time(unix: i64) -> String {
 
 /// The Facebook Login dialog: one button that sends the browser back with a code.
 pub(super) fn dialog(query: &[(String, String)]) -> Response {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
-    };
+    let param = |name: &str| super::query_param(query, name);
     let approve = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("redirect_uri", param("redirect_uri"))
         .append_pair("state", param("state"))
@@ -288,13 +282,7 @@ pub(super) fn dialog(query: &[(String, String)]) -> Response {
 
 /// What the dialog's button does: back to the app with `code` and the app's `state`.
 pub(super) fn approve(query: &[(String, String)]) -> Response {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
-    };
+    let param = |name: &str| super::query_param(query, name);
     let back = url::form_urlencoded::Serializer::new(String::new())
         .append_pair(
             "code",

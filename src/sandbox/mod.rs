@@ -172,6 +172,14 @@ async fn dispatch(state: &State, method: Method, uri: Uri, body: Bytes) -> Respo
     }
 }
 
+/// The first value of query parameter `name`, or "" when absent.
+fn query_param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
 /// A small HTML page with one button, standing in for a provider's consent screen.
 fn consent_page(title: &str, detail: &str, approve_href: &str, button: &str) -> String {
     let (title, detail, href, button) = (

@@ -24,13 +24,7 @@ pub(super) fn answer(
     query: &[(String, String)],
     body: &[u8],
 ) -> Response {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let param = |name: &str| super::query_param(query, name).to_string();
     match (method, rest) {
         ("GET", ["oauth", "authorize"]) => consent(shop, &param("client_id"), &param("redirect_uri"), &param("state"), &param("scope")),
         ("GET", ["oauth", "approve"]) => approve(credentials, shop, &param("redirect_uri"), &param("state")),
