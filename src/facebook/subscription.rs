@@ -14,8 +14,7 @@ pub async fn ensure(
     page: &PageId,
     token: &SecretString,
 ) -> Result<bool, GraphError> {
-    let subscribed = graph.subscribed_apps(page, token).await?;
-    if subscribed.iter().any(has_name_field) {
+    if is_subscribed(&graph.subscribed_apps(page, token).await?) {
         return Ok(false);
     }
     graph.subscribe(page, token).await?;
@@ -23,8 +22,11 @@ pub async fn ensure(
     Ok(true)
 }
 
-fn has_name_field(app: &Value) -> bool {
-    app.get("subscribed_fields")
-        .and_then(Value::as_array)
-        .is_some_and(|fields| fields.iter().any(|f| f == "name"))
+/// True when one of `subscribed_apps`' entries carries the `name` field (the original's test).
+pub fn is_subscribed(apps: &[Value]) -> bool {
+    apps.iter().any(|app| {
+        app.get("subscribed_fields")
+            .and_then(Value::as_array)
+            .is_some_and(|fields| fields.iter().any(|f| f == "name"))
+    })
 }

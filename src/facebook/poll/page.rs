@@ -66,8 +66,20 @@ impl PagePoll<'_> {
             )
             .await?;
         self.files.write_metadata(self.page, &metadata).await?;
-        report.resubscribed = subscription::ensure(self.graph, self.page, self.token).await?;
-        if report.resubscribed {
+        // Read through the pacer (retried like every poll call); Meta drops subscriptions after
+        // an hour of failed deliveries.
+        let apps_url = self
+            .graph
+            .endpoint(&format!("{}/subscribed_apps", self.page));
+        let apps = caller.get(apps_url, &[("access_token", token)]).await?;
+        let apps = apps
+            .get("data")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if !subscription::is_subscribed(apps) {
+            self.graph.subscribe(self.page, self.token).await?;
+            report.resubscribed = true;
             tracing::warn!(page = %self.page, "webhook subscription was missing; restored");
         }
 
