@@ -97,6 +97,9 @@ pub(super) struct Parsed {
     /// an append; `damaged_before_end` means something else broke it.
     pub dropped_lines: usize,
     pub damaged_before_end: bool,
+    /// The file parsed as a JSON array as it is; otherwise it must be rewritten before a reader
+    /// sees it again, even when every event could be recovered (a torn closing `]`).
+    pub clean: bool,
 }
 
 pub(super) fn parse(bytes: &[u8]) -> Parsed {
@@ -112,6 +115,7 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed {
             line_format,
             dropped_lines: 0,
             damaged_before_end: false,
+            clean: true,
         };
     }
     let lines: Vec<&[u8]> = bytes
@@ -135,6 +139,7 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed {
         line_format: false,
         dropped_lines: bad.len(),
         damaged_before_end: bad.iter().any(|&i| i + 1 < lines.len()),
+        clean: false,
     }
 }
 

@@ -200,6 +200,11 @@ fn add_locked(
         // Replacing existing content: fsync before the rename, never left to the group.
         (None, Some(_)) => {
             let mut all = read_events(&paths.file)?;
+            // What is on disk decides what is new, should this process's view be behind.
+            let on_disk: HashSet<String> = all.iter().map(format::event_key).collect();
+            fresh.retain(|e| !on_disk.contains(&format::event_key(e)));
+            known.count = all.len();
+            known.keys.extend(on_disk);
             all.extend(fresh.iter().cloned());
             sort_chronologically(&mut all);
             write_atomic(&paths.file, &render(&all))?;
@@ -240,7 +245,7 @@ fn refresh<'a>(slot: &'a mut Slot, paths: &ConversationPaths) -> Result<&'a mut 
 fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
     let bytes = fs::read(&paths.file).map_err(StoreError::io("read", &paths.file))?;
     let parsed = parse(&bytes);
-    if parsed.dropped_lines > 0 {
+    if !parsed.clean {
         if parsed.damaged_before_end {
             // Not the trace of a torn append: keep the original for a human to look at.
             let copy = paths.lock_dir.join(format!(
@@ -265,7 +270,7 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
         keys: parsed.events.iter().map(format::event_key).collect(),
         last_timestamp: parsed.events.iter().filter_map(timestamp).max(),
         count: parsed.events.len(),
-        line_format: parsed.line_format || parsed.dropped_lines > 0,
+        line_format: parsed.line_format || !parsed.clean,
     })
 }
 

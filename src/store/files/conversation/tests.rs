@@ -385,3 +385,23 @@ fn two_processes_appending_lose_nothing() {
     let unique: std::collections::HashSet<String> = mids(&events).into_iter().collect();
     assert_eq!(unique.len(), 2 * count);
 }
+
+#[tokio::test]
+async fn a_file_missing_only_its_closing_bracket_is_repaired_when_next_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let path = store.conversation_path(&page, &sender);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let (a, b) = (message("m1", 1).to_string(), message("m2", 2).to_string());
+    std::fs::write(&path, format!("[\n{a},\n{b}\n")).unwrap();
+    // Nothing new arrives (a redelivery), yet the file must parse again afterwards.
+    assert_eq!(
+        store
+            .add_to_conversation(&page, &sender, vec![message("m2", 2)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m2"]);
+}
