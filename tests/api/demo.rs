@@ -1,15 +1,9 @@
 //! `salesbot demo`, in-process: the story runs to the end and the files it lists are real.
 
 use salesbot::demo::{self, DemoOptions};
-use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::free_port;
+use serde_json::Value;
 
 #[tokio::test]
 async fn the_story_runs_and_every_listed_file_parses() {

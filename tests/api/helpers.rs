@@ -154,3 +154,13 @@ fn init_test_logging() {
         .with_writer(|| LogSink)
         .try_init();
 }
+
+/// A port nobody listens on right now, for a server that must know its own address before it
+/// starts (OAuth redirect URIs, the self-test webhook address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

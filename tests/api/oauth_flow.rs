@@ -323,12 +323,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn the_self_tests_reach_the_real_webhook_and_store_the_test_message() {
     // The webhook address must name the app's own port, so pick one first.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = crate::helpers::free_port().to_string();
     let webhook = format!("http://127.0.0.1:{port}/facebook/webhook");
     let (app, _stand_in) = crate::helpers::spawn_with_stand_in(&[
         ("OAUTH_SELF_TEST", "true"),
