@@ -16,6 +16,8 @@ use salesbot::sandbox::{Sandbox, World};
 use salesbot::store::unix_now;
 use secrecy::SecretString;
 
+mod common;
+
 const PAGES: usize = 100;
 const CONVERSATIONS: usize = 10;
 const MESSAGES: usize = 30;
@@ -62,39 +64,14 @@ async fn run() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = sandbox.url();
-    let d = dir.path().display().to_string();
-    let env: Vec<(&str, String)> = vec![
-        ("FACEBOOK_APP_ID", "123456789012345".into()),
-        ("FACEBOOK_APP_SECRET", "s".into()),
-        (
-            "FACEBOOK_REDIRECT_URI",
-            "http://127.0.0.1/facebook/callback".into(),
-        ),
-        (
-            "FACEBOOK_WEBHOOK_ADDRESS",
-            "http://127.0.0.1/facebook/webhook".into(),
-        ),
-        ("FACEBOOK_VERIFY_TOKEN", "v".into()),
-        ("SHOPIFY_API_KEY", "k".into()),
-        ("SHOPIFY_API_SECRET", "s".into()),
-        (
-            "SHOPIFY_REDIRECT_URI",
-            "http://127.0.0.1/shopify/callback".into(),
-        ),
-        ("STATE_TOKEN_SECRET", "bench".into()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-        ),
-        ("FACEBOOK_GRAPH_URL", url),
-        ("POLL_CONCURRENCY", CONCURRENCY.to_string()),
-        ("TOKEN_DB_PATH", format!("{d}/tokens.db")),
-        ("SESSION_DB_PATH", format!("{d}/sessions.db")),
-        ("DATA_DIR", d.clone()),
-    ];
-    let config =
-        Config::from_lookup(|name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
-            .unwrap();
+    let env = common::environment(
+        dir.path(),
+        &[
+            ("FACEBOOK_GRAPH_URL", url),
+            ("POLL_CONCURRENCY", CONCURRENCY.to_string()),
+        ],
+    );
+    let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
     let settings = PollSettings::from_config(&config.poll);
     let state = salesbot::app::build_state(config).unwrap();
     for p in 0..PAGES {

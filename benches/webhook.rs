@@ -21,6 +21,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+mod common;
+
 const SECRET: &str = "bench-app-secret";
 const CUSTOMERS: usize = 1000;
 
@@ -221,43 +223,13 @@ fn request(addr: SocketAddr, n: usize) -> Vec<u8> {
 }
 
 fn environment(dir: &Path) -> HashMap<String, String> {
-    let d = dir.display();
-    [
-        ("FACEBOOK_APP_ID", "123456789012345".to_string()),
-        ("FACEBOOK_APP_SECRET", SECRET.into()),
-        (
-            "FACEBOOK_REDIRECT_URI",
-            "http://127.0.0.1/facebook/callback".into(),
-        ),
-        (
-            "FACEBOOK_WEBHOOK_ADDRESS",
-            "http://127.0.0.1/facebook/webhook".into(),
-        ),
-        ("FACEBOOK_VERIFY_TOKEN", "v".into()),
-        ("SHOPIFY_API_KEY", "k".into()),
-        ("SHOPIFY_API_SECRET", "s".into()),
-        (
-            "SHOPIFY_REDIRECT_URI",
-            "http://127.0.0.1/shopify/callback".into(),
-        ),
-        ("STATE_TOKEN_SECRET", "bench-state-secret".into()),
-        (
-            "TOKEN_ENCRYPTION_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-        ),
-        ("HOST", "127.0.0.1".into()),
-        ("POLL_CRON", "off".into()),
-        ("FACEBOOK_GRAPH_URL", "http://127.0.0.1:9".into()),
-        ("FACEBOOK_DIALOG_URL", "http://127.0.0.1:9".into()),
-        ("SHOPIFY_SHOP_URL", "http://127.0.0.1:9/{shop}".into()),
-        ("TOKEN_DB_PATH", format!("{d}/tokens.db")),
-        ("SESSION_DB_PATH", format!("{d}/sessions.db")),
-        ("DATA_DIR", d.to_string()),
-        ("RUST_LOG", "info".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    common::environment(
+        dir,
+        &[
+            ("FACEBOOK_APP_SECRET", SECRET.into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    )
 }
 
 async fn connect_page(env: &HashMap<String, String>) {
