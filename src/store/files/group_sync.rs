@@ -1,12 +1,11 @@
 //! Group commit: many writers, one flush round.
 //!
-//! An fsync per webhook request makes every request wait for its own journal commit, and
-//! concurrent fsyncs queue behind one another. Writers here hand over the file they appended
-//! to (and, for a new file, its folder), then wait for a flush round that *started after* they
-//! did so. Whoever finds no round running starts one; it `fdatasync`s every file handed over
-//! since the last round (after the first, the others' metadata is already in the committed
-//! journal transaction, so they cost little) and releases everybody it covered. Nothing is
-//! acknowledged before it is on disk.
+//! Writers hand over the file they appended to (and, for a new file, its folder), then wait
+//! for a flush round that *started after* they did so. Whoever finds no round running starts
+//! one; it `fdatasync`s every file handed over since the last round, all at once, and releases
+//! everybody it covered. Nothing is acknowledged before it is on disk, and the request that
+//! starts a round does not pay for it alone: the rounds follow the load (see BENCHMARKS.md for
+//! the designs measured).
 //!
 //! Writes that replace an existing file still fsync before their rename (a crash must never
 //! leave the name pointing at half a file); only appends and brand-new files, whose loss in a
