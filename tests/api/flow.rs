@@ -52,6 +52,18 @@ pub struct Started {
     pub redirect: Url,
 }
 
+/// A login's answer: a 307 to the provider, with the state also set in cookie `cookie`.
+async fn started(response: Response, cookie: &str) -> Started {
+    assert_eq!(response.status(), 307, "{:?}", response.text().await);
+    let redirect = location(&response);
+    let cookie = set_cookie(&response, cookie).expect("state cookie");
+    Started {
+        state: query_param(&redirect, "state").unwrap(),
+        state_cookie: cookie_value(&cookie),
+        redirect,
+    }
+}
+
 pub async fn shopify_login(app: &TestApp, shop_name: &str) -> Started {
     let response = app
         .client
@@ -59,14 +71,7 @@ pub async fn shopify_login(app: &TestApp, shop_name: &str) -> Started {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 307, "{:?}", response.text().await);
-    let redirect = location(&response);
-    let cookie = set_cookie(&response, "shopify_oauth_state").expect("state cookie");
-    Started {
-        state: query_param(&redirect, "state").unwrap(),
-        state_cookie: cookie_value(&cookie),
-        redirect,
-    }
+    started(response, "shopify_oauth_state").await
 }
 
 /// The query Shopify would send back: `params` plus a fresh timestamp, signed with the app secret.
@@ -88,15 +93,18 @@ pub fn signed_shopify_query_at(params: &[(&str, &str)], timestamp: &str) -> Stri
         .finish()
 }
 
-pub async fn shopify_callback(app: &TestApp, query: &str, cookies: &[(&str, &str)]) -> Response {
-    let mut request = app
-        .client
-        .get(app.url(&format!("/shopify/callback?{query}")));
+/// A GET to the app carrying `cookies`, as the browser would send them.
+pub async fn get_with_cookies(app: &TestApp, path: &str, cookies: &[(&str, &str)]) -> Response {
+    let mut request = app.client.get(app.url(path));
     if !cookies.is_empty() {
         let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         request = request.header(COOKIE, header.join("; "));
     }
     request.send().await.unwrap()
+}
+
+pub async fn shopify_callback(app: &TestApp, query: &str, cookies: &[(&str, &str)]) -> Response {
+    get_with_cookies(app, &format!("/shopify/callback?{query}"), cookies).await
 }
 
 pub struct Connected {
@@ -127,35 +135,18 @@ pub async fn connect_shop(app: &TestApp, shop: &str, code: &str) -> Connected {
 }
 
 pub async fn facebook_login(app: &TestApp, session: Option<&str>) -> Response {
-    let mut request = app.client.get(app.url("/facebook/login"));
-    if let Some(session) = session {
-        request = request.header(COOKIE, format!("session_id={session}"));
-    }
-    request.send().await.unwrap()
+    let cookies: Vec<(&str, &str)> = session.map(|s| ("session_id", s)).into_iter().collect();
+    get_with_cookies(app, "/facebook/login", &cookies).await
 }
 
 /// Facebook login with a session; the dialog URL and the state cookie.
 pub async fn facebook_start(app: &TestApp, session: &str) -> Started {
     let response = facebook_login(app, Some(session)).await;
-    assert_eq!(response.status(), 307, "{:?}", response.text().await);
-    let redirect = location(&response);
-    let cookie = set_cookie(&response, "facebook_oauth_state").expect("state cookie");
-    Started {
-        state: query_param(&redirect, "state").unwrap(),
-        state_cookie: cookie_value(&cookie),
-        redirect,
-    }
+    started(response, "facebook_oauth_state").await
 }
 
 pub async fn facebook_callback(app: &TestApp, query: &str, cookies: &[(&str, &str)]) -> Response {
-    let mut request = app
-        .client
-        .get(app.url(&format!("/facebook/callback?{query}")));
-    if !cookies.is_empty() {
-        let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        request = request.header(COOKIE, header.join("; "));
-    }
-    request.send().await.unwrap()
+    get_with_cookies(app, &format!("/facebook/callback?{query}"), cookies).await
 }
 
 pub fn form(pairs: &[(&str, &str)]) -> String {

@@ -3,7 +3,6 @@
 //! Only an allow-list of fields is ever written, so a token that Graph returns alongside (as
 //! `/me/accounts` does) cannot reach the file, whoever calls this.
 
-use std::io::ErrorKind;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
@@ -45,19 +44,6 @@ pub(super) fn write(path: &Path, document: &Value) -> Result<(), StoreError> {
         source,
     })?;
     write_atomic(path, &bytes)
-}
-
-pub(super) fn read(path: &Path) -> Result<Option<Value>, StoreError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Json {
-                path: path.to_path_buf(),
-                source,
-            }),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(StoreError::io("read", path)(err)),
-    }
 }
 
 #[cfg(test)]

@@ -78,12 +78,6 @@ impl FileStore {
         tokio::task::spawn_blocking(move || metadata::write(&path, &document)).await?
     }
 
-    /// The page's metadata document, if written.
-    pub async fn read_metadata(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
-        let path = self.metadata_path(page);
-        tokio::task::spawn_blocking(move || metadata::read(&path)).await?
-    }
-
     /// `DATA_DIR/facebook/<page_id>/page_metadata.json`.
     pub fn metadata_path(&self, page: &PageId) -> PathBuf {
         self.page_dir(page).join("page_metadata.json")
