@@ -13,7 +13,7 @@ use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
 use crate::facebook::poll::{PollSettings, Poller};
 use crate::facebook::webhook::MetadataRefresher;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::oauth_state::StateSigner;
 use crate::outbound;
 use crate::scheduler;
@@ -61,7 +61,7 @@ pub fn build_state(config: Config) -> Result<AppState, StoreError> {
         PollSettings::from_config(&config.poll),
         config.storage.token_db_path.with_extension("poll.lock"),
     );
-    Ok(AppState {
+    Ok(AppState::new(Services {
         poller,
         sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
         refresher: MetadataRefresher::new(
@@ -80,7 +80,7 @@ pub fn build_state(config: Config) -> Result<AppState, StoreError> {
         tokens,
         http,
         config: Arc::new(config),
-    })
+    }))
 }
 
 /// A bound, ready-to-run server.

@@ -22,9 +22,29 @@ use crate::store::{FileStore, SessionStore, TokenStore};
 
 pub use error::{ApiError, chain as error_chain};
 
-/// What every handler may use. Cheap to clone: everything inside is shared.
+/// What every handler may use: one shared [`Services`]. axum clones the state for every
+/// request, so it is a single reference count (cloning a dozen shared fields from both cores
+/// cost about a tenth of the webhook's CPU; BENCHMARKS.md).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The stores, clients and workers the handlers share.
+#[derive(Debug)]
+pub struct Services {
     pub config: Arc<Config>,
     pub tokens: TokenStore,
     pub sessions: SessionStore,
@@ -42,7 +62,7 @@ pub struct AppState {
     pub background: tokio_util::task::TaskTracker,
 }
 
-impl AppState {
+impl Services {
     /// Cookies carry `Secure` when the app is reached over https (its redirect URIs say so).
     pub fn cookies_secure(&self) -> bool {
         self.config.shopify.redirect_uri.scheme() == "https"
