@@ -43,14 +43,20 @@ pub enum StartError {
     Schedule(#[from] scheduler::ScheduleError),
 }
 
-/// Opens the stores named in `config` and builds the state every handler shares.
+/// Opens the stores named in `config` and builds the state every handler shares. Its files
+/// flush themselves, as a process running beside the server must (`salesbot poll`); the
+/// server's own state ([`Application::build`]) writes through the journal.
 pub fn build_state(config: Config) -> Result<AppState, StoreError> {
+    let files = FileStore::new(&config.storage.data_dir);
+    assemble(config, files)
+}
+
+fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
     let cipher = Cipher::new(&config.storage.encryption_key);
     let tokens = TokenStore::open(&config.storage.token_db_path, cipher.clone())?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook);
-    let files = FileStore::new(&config.storage.data_dir);
     let pages = PageDirectory::new(tokens.clone());
     let background = TaskTracker::new();
     let poller = Poller::new(
@@ -92,10 +98,15 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens storage and binds the listener (`PORT=0` picks a free port; see [`Self::addr`]).
+    /// Opens storage (replaying what the journal holds from a previous run) and binds the
+    /// listener (`PORT=0` picks a free port; see [`Self::addr`]).
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let requested = config.listen;
-        let state = build_state(config)?;
+        let data_dir = config.storage.data_dir.clone();
+        let files = tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir))
+            .await
+            .map_err(StoreError::from)??;
+        let state = assemble(config, files)?;
         let listener = TcpListener::bind(requested)
             .await
             .map_err(|source| StartError::Bind {
@@ -151,6 +162,10 @@ impl Application {
                 left = background.len(),
                 "background work still running at shutdown; abandoned"
             );
+        }
+        // Everything written is flushed into the files: the next start has nothing to replay.
+        if let Err(err) = self.state.files.checkpoint().await {
+            tracing::error!(error = %err, "cannot flush the journal at shutdown; the next start replays it");
         }
         tracing::info!("salesbot stopped");
         Ok(())

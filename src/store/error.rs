@@ -25,6 +25,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The journal of a data folder belongs to one server; a second one must not start.
+    #[error("{} is in use by another `salesbot serve`: one server per DATA_DIR", path.display())]
+    InUse { path: PathBuf },
     #[error("a storage task stopped unexpectedly")]
     Background(#[from] tokio::task::JoinError),
 }

@@ -74,6 +74,19 @@ fn serve_reports_its_port_answers_and_stops_on_sigterm() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
+    // The journal in DATA_DIR belongs to this server: a second one on it must not start.
+    let second = salesbot(dir.path())
+        .envs(test_env(dir.path(), &[]))
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("in use by another `salesbot serve`: one server per DATA_DIR"),
+        "{said}"
+    );
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::store::StoreError;
@@ -68,6 +68,22 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) => Err(StoreError::io("create folder", dir)(err)),
     }
+}
+
+/// Flushes files written earlier without a sync (a file gone since was replaced by a rewrite,
+/// which flushed its own), then the folders of the new ones.
+pub(crate) fn flush_paths<'a>(
+    files: impl IntoIterator<Item = &'a PathBuf>,
+    new_dirs: impl IntoIterator<Item = &'a PathBuf>,
+) -> Result<(), StoreError> {
+    for path in files {
+        match File::open(path) {
+            Ok(file) => file.sync_data().map_err(StoreError::io("sync", path))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(StoreError::io("open", path)(err)),
+        }
+    }
+    new_dirs.into_iter().try_for_each(|dir| sync_dir(dir))
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {

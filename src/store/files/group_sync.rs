@@ -7,6 +7,10 @@
 //! starts a round does not pay for it alone: the rounds follow the load (see BENCHMARKS.md for
 //! the designs measured).
 //!
+//! A round makes its writes durable one of two ways: the server's store appends their records
+//! to the [`Journal`] (one write, one flush, whatever the number of files); a store without a
+//! journal (`salesbot poll`, which runs beside the server) flushes each file.
+//!
 //! Writes that replace an existing file still fsync before their rename (a crash must never
 //! leave the name pointing at half a file); only appends and brand-new files, whose loss in a
 //! crash before the round would lose nothing acknowledged, go through here.
@@ -18,14 +22,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use super::journal::{Entry, Journal};
 use crate::store::StoreError;
 
-/// What must reach the disk for a write to count: the file's data, and for a file that was
-/// just created, the folder entry naming it.
+/// What must reach the disk for a write to count.
 #[derive(Debug)]
-pub(crate) struct Dirty {
-    pub file: File,
-    pub new_in: Option<PathBuf>,
+pub(crate) enum Dirty {
+    /// The file's data, and for a file that was just created, the folder entry naming it.
+    File { file: File, new_in: Option<PathBuf> },
+    /// The journal record of what was written; the file is flushed when its segment retires.
+    Journaled(Entry),
 }
 
 #[derive(Debug, Default)]
@@ -50,9 +56,26 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GroupSync {
     inner: Arc<Inner>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl GroupSync {
+    /// Rounds that append to `journal` instead of flushing files.
+    pub(crate) fn journaled(journal: Journal) -> GroupSync {
+        GroupSync {
+            inner: Arc::default(),
+            journal: Some(Arc::new(journal)),
+        }
+    }
+
+    pub(crate) fn is_journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    pub(crate) fn journal(&self) -> Option<Arc<Journal>> {
+        self.journal.clone()
+    }
+
     /// Returns once `dirty` (and everything handed over before it) is on disk.
     pub(crate) async fn commit(&self, dirty: Option<Dirty>) -> Result<(), StoreError> {
         let ticket = {
@@ -85,8 +108,8 @@ impl GroupSync {
             if let Some((round, batch)) = lead {
                 // Its own task: a caller that is cancelled (a client hanging up) must not
                 // leave a round marked running forever.
-                let this = self.clone();
-                tokio::spawn(async move { this.run_round(round, batch).await });
+                let (inner, journal) = (Arc::clone(&self.inner), self.journal.clone());
+                tokio::spawn(run_round(inner, journal, round, batch));
             }
             notified.await;
         }
@@ -99,36 +122,64 @@ impl GroupSync {
         rounds.last_failed != 0 && rounds.last_failed == rounds.finished
     }
 
-    async fn run_round(self, round: u64, batch: Vec<Dirty>) {
-        let outcome = flush(batch).await;
-        let failed = outcome.is_err();
-        if let Err(err) = &outcome {
-            tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
-        }
-        {
-            let mut rounds = self.lock();
-            rounds.running = false;
-            rounds.finished = round;
-            if failed {
-                rounds.last_failed = round;
-            }
-        }
-        self.inner.done.notify_waiters();
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
-        self.inner.rounds.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 }
 
-/// Flushes every file of the round at once, each on a blocking-pool thread: flushes that are
-/// in flight together share the device's cache flushes, where one after another each would
-/// wait for its own.
-async fn flush(batch: Vec<Dirty>) -> std::io::Result<()> {
-    let folders: BTreeSet<PathBuf> = batch.iter().filter_map(|d| d.new_in.clone()).collect();
-    let mut tasks = tokio::task::JoinSet::new();
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
+        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The journal is released before anyone is told: once every writer has returned, the store
+/// can be dropped and its journal opened again (a restart in the same process).
+async fn run_round(
+    inner: Arc<Inner>,
+    journal: Option<Arc<Journal>>,
+    round: u64,
+    batch: Vec<Dirty>,
+) {
+    let outcome = flush(batch, journal).await;
+    let failed = outcome.is_err();
+    if let Err(err) = &outcome {
+        tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
+    }
+    {
+        let mut rounds = inner.lock();
+        rounds.running = false;
+        rounds.finished = round;
+        if failed {
+            rounds.last_failed = round;
+        }
+    }
+    inner.done.notify_waiters();
+}
+
+/// Appends the round's records to the journal, and flushes every file of the round at once,
+/// each on a blocking-pool thread: flushes that are in flight together share the device's
+/// cache flushes, where one after another each would wait for its own.
+async fn flush(batch: Vec<Dirty>, journal: Option<Arc<Journal>>) -> std::io::Result<()> {
+    let mut records = Vec::new();
+    let mut files = Vec::new();
+    let mut folders = BTreeSet::new();
     for dirty in batch {
-        tasks.spawn_blocking(move || dirty.file.sync_data());
+        match dirty {
+            Dirty::Journaled(entry) => records.push(entry),
+            Dirty::File { file, new_in } => {
+                files.push(file);
+                folders.extend(new_in);
+            }
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    if !records.is_empty() {
+        let journal = journal.ok_or_else(|| std::io::Error::other("no journal to append to"))?;
+        tasks.spawn_blocking(move || journal.append(records));
+    }
+    for file in files {
+        tasks.spawn_blocking(move || file.sync_data());
     }
     for folder in folders {
         tasks.spawn_blocking(move || File::open(&folder)?.sync_all());
@@ -155,7 +206,7 @@ mod tests {
     fn dirty(dir: &std::path::Path, name: &str) -> Dirty {
         let path = dir.join(name);
         std::fs::write(&path, b"x").unwrap();
-        Dirty {
+        Dirty::File {
             file: File::options().write(true).open(&path).unwrap(),
             new_in: Some(dir.to_path_buf()),
         }

@@ -4,6 +4,7 @@
 //! facebook/<page_id>/page_metadata.json             {"data": [ {page fields, never a token} ]}
 //! facebook/<page_id>/conversations/<sender_id>.json [ webhook-shaped events, oldest first ]
 //! facebook/<page_id>/conversations/.salesbot/       lock files (and copies of damaged files)
+//! .salesbot/journal/                                 the server's write-ahead journal
 //! ```
 //!
 //! Paths are only ever built from [`PageId`] and [`SenderId`], which cannot leave their folder.
@@ -13,6 +14,7 @@
 mod atomic;
 mod conversation;
 mod group_sync;
+mod journal;
 mod metadata;
 
 use std::path::{Path, PathBuf};
@@ -33,13 +35,62 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Files go under `data_dir/facebook/`.
+    /// Files go under `data_dir/facebook/`; every write flushes its own files. For processes
+    /// that run beside the server (`salesbot poll`), and tests.
     pub fn new(data_dir: &Path) -> FileStore {
         let root = data_dir.join("facebook");
         FileStore {
             conversations: Arc::new(Conversations::new()),
             root: Arc::new(root),
         }
+    }
+
+    /// The server's store: writes are made durable by a write-ahead journal in
+    /// `data_dir/.salesbot/journal/`, owned by this process alone. Whatever a previous run
+    /// left in the journal is merged into the files first. Blocking.
+    pub fn with_journal(data_dir: &Path) -> Result<FileStore, StoreError> {
+        Self::with_journal_segments(data_dir, journal::SEGMENT_BYTES)
+    }
+
+    fn with_journal_segments(data_dir: &Path, segment_bytes: u64) -> Result<FileStore, StoreError> {
+        let dir = journal::dir_of(data_dir);
+        let lock = journal::lock(&dir)?;
+        let mut store = FileStore::new(data_dir);
+        store.recover(&dir)?;
+        let journal = journal::Journal::start(&dir, lock, segment_bytes)?;
+        store.conversations = Arc::new(Conversations::journaled(journal));
+        Ok(store)
+    }
+
+    /// Replays every journal segment into the files, flushes them, deletes the segments.
+    fn recover(&self, dir: &Path) -> Result<(), StoreError> {
+        let segments = journal::segments(dir)?;
+        let mut replay = conversation::Replay::default();
+        let mut records = 0;
+        for (_, path) in &segments {
+            records += journal::read_segment(path, |record| {
+                let (Ok(page), Ok(customer)) = (
+                    PageId::parse(&record.page),
+                    SenderId::parse(&record.customer),
+                ) else {
+                    tracing::error!(segment = %path.display(), "journal record with invalid ids skipped");
+                    return Ok(());
+                };
+                replay.add(&self.conversation_paths(&page, &customer), record.events)
+            })?;
+        }
+        let restored = replay.finish()?;
+        for (_, path) in &segments {
+            std::fs::remove_file(path).map_err(StoreError::io("remove", path))?;
+        }
+        if records > 0 {
+            tracing::info!(
+                records,
+                restored,
+                "replayed the journal left by the previous run"
+            );
+        }
+        Ok(())
     }
 
     /// Merges events into a customer's conversation: new ones (by `message.mid`, or the whole
@@ -55,6 +106,12 @@ impl FileStore {
         self.conversations
             .add((page.clone(), sender.clone()), paths, events)
             .await
+    }
+
+    /// Flushes every file the journal's current segment covers and empties the segment; the
+    /// store stays usable. Without a journal there is nothing to do.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conversations.checkpoint().await
     }
 
     /// A conversation's events, oldest first (empty when there is none yet).
@@ -102,3 +159,6 @@ impl FileStore {
         }
     }
 }
+
+#[cfg(test)]
+mod journal_tests;

@@ -10,13 +10,14 @@
 //! when the new events are not older than the last stored one, append in place over the
 //! closing `]`. So an append costs the same at the 5,000th message as at the 10th.
 //!
-//! Durability: appends and new files are flushed in group rounds (see `group_sync`) before
-//! `add` returns; rewrites of existing files fsync before their rename.
+//! Durability: appends and new files are made durable in group rounds (see `group_sync`:
+//! by the journal in the server, by flushing each file elsewhere) before `add` returns;
+//! rewrites of existing files fsync before their rename.
 
 mod format;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::atomic::{create_unsynced, ensure_dir, write_atomic};
+use super::atomic::{create_unsynced, ensure_dir, flush_paths, write_atomic};
 use super::group_sync::{Dirty, GroupSync};
+use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp};
@@ -72,6 +74,32 @@ struct Known {
     line_format: bool,
 }
 
+impl Known {
+    /// Whether `events` can go after the last stored event: the file is in line format and
+    /// none of them is older (an older one takes the rewrite, to keep the file in time order).
+    fn appendable(&self, events: &[Value]) -> bool {
+        self.line_format
+            && events
+                .iter()
+                .all(|event| match (timestamp(event), self.last_timestamp) {
+                    (Some(ts), Some(last)) => ts >= last,
+                    _ => true,
+                })
+    }
+
+    /// Takes note of `fresh` having been written, leaving the file as `fingerprint`.
+    fn stored(&mut self, fresh: &[Value], fingerprint: Option<Fingerprint>) {
+        self.count += fresh.len();
+        self.last_timestamp = fresh
+            .iter()
+            .filter_map(timestamp)
+            .chain(self.last_timestamp)
+            .max();
+        self.line_format = true;
+        self.fingerprint = fingerprint;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     known: Option<Known>,
@@ -87,17 +115,30 @@ pub(crate) struct Conversations {
 
 /// What one update did to its file.
 struct Written {
-    new_events: usize,
+    /// The events that were new, in the order they were stored.
+    added: Vec<Value>,
+    /// Events already stored that were written again after an older new one was slotted in
+    /// before them (see [`insert_near_tail`]): the journal record carries them too.
+    moved: Vec<Value>,
     /// Appended or created without fsync: durable only after a group flush.
     dirty: Option<Dirty>,
 }
 
 impl Conversations {
-    /// Conversation files under `root`, flushed by group commits of its filesystem.
+    /// Conversation files made durable by flushing each file a round touched.
     pub(crate) fn new() -> Conversations {
+        Conversations::with_sync(GroupSync::default())
+    }
+
+    /// Conversation files made durable by the records of `journal`.
+    pub(crate) fn journaled(journal: Journal) -> Conversations {
+        Conversations::with_sync(GroupSync::journaled(journal))
+    }
+
+    fn with_sync(sync: GroupSync) -> Conversations {
         Conversations {
             slots: Mutex::default(),
-            sync: GroupSync::default(),
+            sync,
         }
     }
 
@@ -108,22 +149,54 @@ impl Conversations {
         paths: ConversationPaths,
         events: Vec<Value>,
     ) -> Result<usize, StoreError> {
-        let slot = self.slot(key);
-        let mut slot = slot.lock_owned().await;
-        let written = tokio::task::spawn_blocking(move || {
-            let result = add_locked(&mut slot, &paths, events);
-            if result.is_err() {
-                // What the cache believes may not be on disk: forget it, re-read next time.
-                slot.known = None;
+        // The conversation is held only while its file is written, not while it is flushed.
+        let written = {
+            let mut slot = self.slot(key.clone()).lock_owned().await;
+            match append_now(&mut slot, &paths, events) {
+                Ok(Ok(written)) => written,
+                Ok(Err(events)) => {
+                    let paths = paths.clone();
+                    let journaled = self.sync.is_journaled();
+                    tokio::task::spawn_blocking(move || {
+                        add_locked(&mut slot, &paths, events, journaled)
+                    })
+                    .await??
+                }
+                Err(err) => {
+                    // What the cache believes may not be on disk: forget it, re-read next time.
+                    slot.known = None;
+                    return Err(err);
+                }
             }
-            result
-        })
-        .await??;
+        };
+        let added = written.added.len();
+        let dirty = match written.dirty {
+            Some(Dirty::File { new_in, .. }) if self.sync.is_journaled() => {
+                Some(Dirty::Journaled(Entry {
+                    framed: Record {
+                        page: key.0.to_string(),
+                        customer: key.1.to_string(),
+                        events: [written.moved, written.added].concat(),
+                    }
+                    .framed(),
+                    file: paths.file,
+                    new_in,
+                }))
+            }
+            dirty => dirty,
+        };
         // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
-        if written.dirty.is_some() || self.sync.last_failed() {
-            self.sync.commit(written.dirty).await?;
+        if dirty.is_some() || self.sync.last_failed() {
+            self.sync.commit(dirty).await?;
         }
-        Ok(written.new_events)
+        Ok(added)
+    }
+
+    pub(crate) async fn checkpoint(&self) -> Result<(), StoreError> {
+        match self.sync.journal() {
+            Some(journal) => tokio::task::spawn_blocking(move || journal.checkpoint()).await?,
+            None => Ok(()),
+        }
     }
 
     fn slot(&self, key: (PageId, SenderId)) -> SlotHandle {
@@ -133,6 +206,40 @@ impl Conversations {
             slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         Arc::clone(slots.entry(key).or_default())
+    }
+}
+
+/// Merges journal records back into their files at start-up, outside the server's cache: each
+/// file's ids are read once however many records name it, and every file written is flushed
+/// by [`Replay::finish`], before the journal may be emptied.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    slots: HashMap<PathBuf, Slot>,
+    touched: BTreeSet<PathBuf>,
+    new_dirs: BTreeSet<PathBuf>,
+    restored: usize,
+}
+
+impl Replay {
+    pub(crate) fn add(
+        &mut self,
+        paths: &ConversationPaths,
+        events: Vec<Value>,
+    ) -> Result<(), StoreError> {
+        let slot = self.slots.entry(paths.file.clone()).or_default();
+        let written = add_locked(slot, paths, events, false)?;
+        self.restored += written.added.len();
+        if let Some(Dirty::File { new_in, .. }) = written.dirty {
+            self.touched.insert(paths.file.clone());
+            self.new_dirs.extend(new_in);
+        }
+        Ok(())
+    }
+
+    /// Flushes what was written; returns how many events the files had been missing.
+    pub(crate) fn finish(self) -> Result<usize, StoreError> {
+        flush_paths(&self.touched, &self.new_dirs)?;
+        Ok(self.restored)
     }
 }
 
@@ -158,14 +265,84 @@ fn add_locked(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
+    journaled: bool,
 ) -> Result<Written, StoreError> {
-    ensure_dir(&paths.lock_dir)?;
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
+    let result = add_waiting(slot, paths, events, journaled);
+    if result.is_err() {
+        // What the cache believes may not be on disk: forget it, re-read next time.
+        slot.known = None;
+    }
+    result
+}
+
+/// The common case, done on the caller's own thread because only page-cache work is left:
+/// the file is known to this process and unchanged, nobody else holds its lock, and no event
+/// is older than the last one stored, so the events go in place over the closing `]`.
+/// Anything else (`Err(events)` back) may read, rewrite or flush a file, or wait for a lock,
+/// and goes to a blocking thread ([`add_waiting`]).
+fn append_now(
+    slot: &mut Slot,
+    paths: &ConversationPaths,
+    events: Vec<Value>,
+) -> Result<Result<Written, Vec<Value>>, StoreError> {
+    let Some(known) = slot.known.as_mut() else {
+        return Ok(Err(events));
+    };
+    let (Some(fingerprint), true) = (known.fingerprint, known.appendable(&events)) else {
+        return Ok(Err(events));
+    };
+    let lock = match open_lock(paths) {
+        Ok(lock) => lock,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Err(events)),
+        Err(err) => return Err(StoreError::io("open", &paths.lock)(err)),
+    };
+    // Released when `lock` is closed at the end of this function.
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(Err(events)),
+        Err(fs::TryLockError::Error(err)) => return Err(StoreError::io("lock", &paths.lock)(err)),
+    }
+    if stat(&paths.file)? != Some(fingerprint) {
+        return Ok(Err(events));
+    }
+    // Unchanged since this process read or wrote it, so it still ends with `TAIL`.
+    let file = OpenOptions::new()
         .write(true)
-        .open(&paths.lock)
-        .map_err(StoreError::io("open", &paths.lock))?;
+        .open(&paths.file)
+        .map_err(StoreError::io("open", &paths.file))?;
+    let mut fresh = keep_unseen(events, &mut known.keys);
+    if fresh.is_empty() {
+        return Ok(Ok(Written {
+            added: fresh,
+            moved: Vec::new(),
+            dirty: None,
+        }));
+    }
+    sort_chronologically(&mut fresh);
+    write_at_tail(&file, &paths.file, fingerprint.len, &fresh)?;
+    known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
+    Ok(Ok(Written {
+        added: fresh,
+        moved: Vec::new(),
+        dirty: Some(Dirty::File { file, new_in: None }),
+    }))
+}
+
+fn add_waiting(
+    slot: &mut Slot,
+    paths: &ConversationPaths,
+    events: Vec<Value>,
+    journaled: bool,
+) -> Result<Written, StoreError> {
+    // The folders exist for every file but a page's first: create them only when missing.
+    let lock = match open_lock(paths) {
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            ensure_dir(&paths.lock_dir)?;
+            open_lock(paths)
+        }
+        opened => opened,
+    }
+    .map_err(StoreError::io("open", &paths.lock))?;
     // Released when `lock` is closed at the end of this function.
     lock.lock().map_err(StoreError::io("lock", &paths.lock))?;
 
@@ -173,32 +350,45 @@ fn add_locked(
     let mut fresh = keep_unseen(events, &mut known.keys);
     if fresh.is_empty() {
         return Ok(Written {
-            new_events: 0,
+            added: fresh,
+            moved: Vec::new(),
             dirty: None,
         });
     }
     sort_chronologically(&mut fresh);
-    let not_older = |event: &Value| match (timestamp(event), known.last_timestamp) {
-        (Some(ts), Some(last)) => ts >= last,
-        _ => true,
-    };
-    let in_place = match known.fingerprint {
-        Some(fp) if known.line_format && known.count > 0 && fresh.iter().all(not_older) => {
-            append_in_place(&paths.file, fp.len, &fresh)?
+    let at_tail = match known.fingerprint {
+        Some(fp) if known.count > 0 && known.appendable(&fresh) => {
+            open_at_tail(&paths.file, fp.len)?.map(|file| (file, fp.len))
         }
         _ => None,
     };
-    let dirty = match (in_place, known.fingerprint) {
-        (Some(file), _) => Some(Dirty { file, new_in: None }),
-        (None, None) => {
+    // With a journal, an event a little older than the last ones is slotted in near the end
+    // in place: the journal record carries the events it moves, so a torn write loses none.
+    let near_tail = match (&at_tail, known.fingerprint) {
+        (None, Some(fp)) if journaled && known.line_format && known.count > 0 => {
+            insert_near_tail(&paths.file, fp.len, &fresh)?
+        }
+        _ => None,
+    };
+    let mut moved = Vec::new();
+    let dirty = match (at_tail, near_tail, known.fingerprint) {
+        (Some((file, len)), _, _) => {
+            write_at_tail(&file, &paths.file, len, &fresh)?;
+            Some(Dirty::File { file, new_in: None })
+        }
+        (None, Some((file, displaced)), _) => {
+            moved = displaced;
+            Some(Dirty::File { file, new_in: None })
+        }
+        (None, None, None) => {
             let file = create_unsynced(&paths.file, &render(&fresh))?;
-            Some(Dirty {
+            Some(Dirty::File {
                 file,
                 new_in: paths.file.parent().map(Path::to_path_buf),
             })
         }
         // Replacing existing content: fsync before the rename, never left to the group.
-        (None, Some(_)) => {
+        (None, None, Some(_)) => {
             let mut all = read_events(&paths.file)?;
             // What is on disk decides what is new, should this process's view be behind.
             let on_disk: HashSet<String> = all.iter().map(format::event_key).collect();
@@ -211,21 +401,24 @@ fn add_locked(
             None
         }
     };
-    known.count += fresh.len();
-    known.last_timestamp = fresh
-        .iter()
-        .filter_map(timestamp)
-        .chain(known.last_timestamp)
-        .max();
-    known.line_format = true;
-    known.fingerprint = Some(
-        stat(&paths.file)?
-            .ok_or_else(|| StoreError::io("find", &paths.file)(ErrorKind::NotFound.into()))?,
-    );
+    let fingerprint = match &dirty {
+        Some(Dirty::File { file, .. }) => fingerprint_of(file, &paths.file)?,
+        _ => stat(&paths.file)?,
+    };
+    known.stored(&fresh, fingerprint);
     Ok(Written {
-        new_events: fresh.len(),
+        added: fresh,
+        moved,
         dirty,
     })
+}
+
+fn open_lock(paths: &ConversationPaths) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&paths.lock)
 }
 
 /// Brings `slot` up to date with the file, re-reading it only when someone else changed it.
@@ -274,28 +467,103 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
     })
 }
 
-/// Writes `events` over the closing `\n]\n` of a file of `len` bytes; the open file, for the
-/// flush. `None` when the file does not end the way it should (the caller rewrites it whole).
-fn append_in_place(
-    path: &Path,
-    len: u64,
-    events: &[Value],
-) -> Result<Option<std::fs::File>, StoreError> {
+/// The file of `len` bytes opened for an append over its closing `\n]\n`; `None` when it does
+/// not end the way it should (the caller rewrites it whole).
+fn open_at_tail(path: &Path, len: u64) -> Result<Option<File>, StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(StoreError::io("open", path))?;
-    let at = len.saturating_sub(TAIL.len() as u64);
     let mut tail = [0u8; 3];
+    let at = len.saturating_sub(TAIL.len() as u64);
     if len < 4 || file.read_exact_at(&mut tail, at).is_err() || tail != TAIL {
         return Ok(None);
     }
-    // One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
-    // caller syncs (as a group) before anyone is told they are stored.
-    file.write_all_at(&render_append(events), at)
-        .map_err(StoreError::io("append to", path))?;
     Ok(Some(file))
+}
+
+/// How far back from the end an older event is slotted in place; beyond, the file is rewritten.
+const NEAR_TAIL_BYTES: u64 = 64 * 1024;
+
+/// Writes `fresh` (sorted) into a line-format file of `len` bytes after the last event not
+/// newer than the oldest of them, re-writing the events after that point behind them: one
+/// read of the file's end and one write, instead of a rewrite of the whole file. Returns the
+/// open file and the events moved; `None` when the place is not within [`NEAR_TAIL_BYTES`].
+///
+/// Only for a journaled store: a crash could tear the moved events, which were acknowledged
+/// before, and it is their copy in this write's journal record that brings them back.
+fn insert_near_tail(
+    path: &Path,
+    len: u64,
+    fresh: &[Value],
+) -> Result<Option<(File, Vec<Value>)>, StoreError> {
+    let Some(oldest) = fresh.iter().filter_map(timestamp).min() else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io("open", path))?;
+    let start = len.saturating_sub(NEAR_TAIL_BYTES);
+    let mut chunk = vec![0; (len - start) as usize];
+    file.read_exact_at(&mut chunk, start)
+        .map_err(StoreError::io("read", path))?;
+    let Some(body) = chunk.strip_suffix(TAIL) else {
+        return Ok(None);
+    };
+    // Walk back line by line; the first line of the chunk may be cut, so it never counts.
+    let mut displaced = Vec::new();
+    let mut end = body.len();
+    loop {
+        let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let line = body[newline + 1..end]
+            .strip_suffix(b",")
+            .unwrap_or(&body[newline + 1..end]);
+        let Ok(event) = serde_json::from_slice::<Value>(line) else {
+            return Ok(None);
+        };
+        match timestamp(&event) {
+            Some(ts) if ts > oldest => displaced.push(event),
+            // The last event that stays: the new ones go right after it.
+            _ => break,
+        }
+        end = newline.saturating_sub(1); // before the `,` ending the previous line
+        if body.get(end) != Some(&b',') {
+            return Ok(None); // reached `[`: older than everything, a whole rewrite
+        }
+    }
+    displaced.reverse();
+    let mut merged = displaced.clone();
+    merged.extend(fresh.iter().cloned());
+    sort_chronologically(&mut merged);
+    let at = start + end as u64;
+    let bytes = render_append(&merged);
+    file.write_all_at(&bytes, at)
+        .map_err(StoreError::io("write", path))?;
+    let new_len = at + bytes.len() as u64;
+    if new_len < len {
+        file.set_len(new_len)
+            .map_err(StoreError::io("truncate", path))?;
+    }
+    Ok(Some((file, displaced)))
+}
+
+/// One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
+/// caller makes it durable (as a group) before anyone is told they are stored.
+fn write_at_tail(file: &File, path: &Path, len: u64, events: &[Value]) -> Result<(), StoreError> {
+    let at = len.saturating_sub(TAIL.len() as u64);
+    file.write_all_at(&render_append(events), at)
+        .map_err(StoreError::io("append to", path))
+}
+
+/// Of a file just written through `file` (nobody can replace it while the lock is held).
+fn fingerprint_of(file: &File, path: &Path) -> Result<Option<Fingerprint>, StoreError> {
+    let meta = file.metadata().map_err(StoreError::io("inspect", path))?;
+    Ok(Some(Fingerprint::of(&meta)))
 }
 
 fn read_events(path: &Path) -> Result<Vec<Value>, StoreError> {

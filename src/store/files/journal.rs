@@ -1,0 +1,446 @@
+//! The write-ahead journal of the server: how a webhook is acknowledged with one flush per
+//! round instead of one per conversation file.
+//!
+//! ```text
+//! DATA_DIR/.salesbot/journal/.lock                 flock'd by the one server using DATA_DIR
+//! DATA_DIR/.salesbot/journal/<seq>.log             segments, zero-filled at creation
+//! record: len u32 LE | crc32 u32 LE | {"page","customer","events":[...]}
+//! ```
+//!
+//! Why: on this kind of disk every `fdatasync` of a conversation file is its own device flush,
+//! and a round of 64 requests touched ~64 files. Now the events a round added are appended to
+//! one segment and that segment alone is flushed before anyone is acknowledged; the
+//! conversation files themselves were already written (in the page cache) before their record,
+//! so when a full segment is retired, flushing the files it touched covers every record in it,
+//! and the segment can go. Segments are zero-filled when created (and synced then), so flushing
+//! a record never has to change the file's size or block map: `fdatasync` writes data only.
+//!
+//! After a crash, [`recover`] reads every segment left, oldest first, up to its first record
+//! that is incomplete or fails its checksum (a torn last round, never acknowledged), and merges
+//! the events into their files again: merging is idempotent (dedup by `mid` or digest), so
+//! replaying what already reached the files changes nothing.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::{Mutex, mpsc};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::atomic::{ensure_dir, flush_paths, sync_dir};
+use crate::store::StoreError;
+
+/// Big enough that a segment is retired every few seconds under full load (so its files are
+/// flushed once per few thousand of their appends), small enough to replay in moments.
+pub(crate) const SEGMENT_BYTES: u64 = 8 << 20;
+
+const HEADER: usize = 8;
+
+/// No record is larger than a webhook body (1 MiB); a bigger length is a damaged header.
+const MAX_RECORD_BYTES: u64 = 4 << 20;
+
+/// What one conversation gained: a record's payload.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Record {
+    pub page: String,
+    pub customer: String,
+    pub events: Vec<Value>,
+}
+
+/// One journal entry of a round: the record, and what its checkpoint must flush.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub framed: Vec<u8>,
+    pub file: PathBuf,
+    pub new_in: Option<PathBuf>,
+}
+
+impl Record {
+    /// The record with its length and checksum in front.
+    pub(crate) fn framed(&self) -> Vec<u8> {
+        let mut out = vec![0; HEADER];
+        serde_json::to_writer(&mut out, self).expect("a record always serialises");
+        let len = (out.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&out[HEADER..]);
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        out[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    file: File,
+}
+
+/// The segment being written, and what its records touched.
+#[derive(Debug)]
+struct Active {
+    segment: Segment,
+    offset: u64,
+    touched: HashSet<PathBuf>,
+    new_dirs: HashSet<PathBuf>,
+}
+
+/// A full segment handed to the housekeeper: flush what it touched, then delete it.
+#[derive(Debug)]
+struct Retired {
+    segment: PathBuf,
+    touched: HashSet<PathBuf>,
+    new_dirs: HashSet<PathBuf>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Journal {
+    writer: Mutex<Writer>,
+    segment_bytes: u64,
+    /// Held for the journal's lifetime: a second server on the same DATA_DIR must not start.
+    _lock: File,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Active,
+    /// Segments prepared ahead by the housekeeper (zero-filling takes a while).
+    spares: Receiver<std::io::Result<Segment>>,
+    retired: Sender<Retired>,
+}
+
+/// The journal folder of a data folder.
+pub(crate) fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join(".salesbot").join("journal")
+}
+
+/// Locks the journal folder for this process; fails when another server holds it.
+pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
+    ensure_dir(dir)?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StoreError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(err)) => Err(StoreError::io("lock", &path)(err)),
+    }
+}
+
+/// The segments left in `dir`, oldest first.
+pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
+        let path = entry.map_err(StoreError::io("list", dir))?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            found.push((seq, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Calls `each` with the records of a segment in order, up to the first one that is
+/// incomplete or damaged; returns how many there were. Reads one record at a time, so a
+/// replay never holds a whole segment in memory.
+pub(crate) fn read_segment(
+    path: &Path,
+    mut each: impl FnMut(Record) -> Result<(), StoreError>,
+) -> Result<usize, StoreError> {
+    let file = File::open(path).map_err(StoreError::io("open", path))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut header = [0u8; HEADER];
+    let mut payload = Vec::new();
+    let mut count = 0;
+    loop {
+        if reader.read_exact(&mut header).is_err() {
+            break;
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len == 0 || len as u64 > MAX_RECORD_BYTES {
+            break;
+        }
+        payload.resize(len, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        match serde_json::from_slice(&payload) {
+            Ok(record) => each(record)?,
+            Err(_) => break,
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+impl Journal {
+    /// Starts a journal in `dir` (recovered and emptied already) holding `lock`.
+    pub(crate) fn start(dir: &Path, lock: File, segment_bytes: u64) -> Result<Journal, StoreError> {
+        let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
+        let segment = create_segment(dir, first, segment_bytes)
+            .map_err(StoreError::io("create", dir.join(segment_name(first))))?;
+        let (spare_tx, spares) = mpsc::sync_channel(0);
+        let (retired, retired_rx) = mpsc::channel();
+        let folder = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || housekeeper(folder, first + 1, segment_bytes, spare_tx, retired_rx))
+            .map_err(StoreError::io("start the housekeeper of", dir))?;
+        Ok(Journal {
+            writer: Mutex::new(Writer {
+                active: Active::new(segment),
+                spares,
+                retired,
+            }),
+            segment_bytes,
+            _lock: lock,
+        })
+    }
+
+    /// Appends a round's records with one write and one `fdatasync`. Blocking.
+    pub(crate) fn append(&self, batch: Vec<Entry>) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(batch.iter().map(|e| e.framed.len()).sum());
+        for entry in &batch {
+            bytes.extend_from_slice(&entry.framed);
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.active.offset > 0
+            && writer.active.offset + bytes.len() as u64 > self.segment_bytes
+        {
+            writer.rotate()?;
+        }
+        let active = &mut writer.active;
+        // On failure the offset stays: the next round overwrites whatever got through.
+        active.segment.file.write_all_at(&bytes, active.offset)?;
+        active.segment.file.sync_data()?;
+        active.offset += bytes.len() as u64;
+        for entry in batch {
+            active.touched.insert(entry.file);
+            active.new_dirs.extend(entry.new_in);
+        }
+        Ok(())
+    }
+
+    /// Flushes the files the active segment's records touched, then zeroes what the segment
+    /// holds: a replay reads nothing from it, and the journal goes on from its start.
+    pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let active = &mut writer.active;
+        flush_paths(&active.touched, &active.new_dirs)?;
+        let path = &active.segment.path;
+        zero(&active.segment.file, active.offset)
+            .and_then(|()| active.segment.file.sync_data())
+            .map_err(StoreError::io("empty", path))?;
+        active.offset = 0;
+        active.touched.clear();
+        active.new_dirs.clear();
+        Ok(())
+    }
+}
+
+impl Active {
+    fn new(segment: Segment) -> Active {
+        Active {
+            segment,
+            offset: 0,
+            touched: HashSet::new(),
+            new_dirs: HashSet::new(),
+        }
+    }
+}
+
+impl Writer {
+    /// Swaps in the prepared segment and hands the full one to the housekeeper.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let next = self
+            .spares
+            .recv()
+            .map_err(|_| std::io::Error::other("the journal housekeeper stopped"))??;
+        let full = std::mem::replace(&mut self.active, Active::new(next));
+        let _ = self.retired.send(Retired {
+            segment: full.segment.path,
+            touched: full.touched,
+            new_dirs: full.new_dirs,
+        });
+        Ok(())
+    }
+}
+
+/// Prepares the next segment, waits for a rotation to take it, then retires the full one.
+fn housekeeper(
+    dir: PathBuf,
+    mut seq: u64,
+    segment_bytes: u64,
+    spares: SyncSender<std::io::Result<Segment>>,
+    retired: Receiver<Retired>,
+) {
+    loop {
+        let next = create_segment(&dir, seq, segment_bytes);
+        let created = next.is_ok();
+        if let Err(err) = &next {
+            tracing::error!(error = %err, folder = %dir.display(), "cannot prepare the next journal segment");
+        }
+        if spares.send(next).is_err() {
+            return; // the journal is gone
+        }
+        if !created {
+            continue;
+        }
+        seq += 1;
+        let Ok(full) = retired.recv() else { return };
+        if let Err(err) = checkpoint(&full) {
+            // Kept: the next start-up replays it.
+            tracing::error!(error = %err, segment = %full.segment.display(),
+                "cannot flush the files of a journal segment; it stays for replay");
+        }
+    }
+}
+
+/// Flushes every file a segment's records touched (and the folders of new files), then
+/// deletes the segment: its records are all in durable files now.
+fn checkpoint(full: &Retired) -> Result<(), StoreError> {
+    flush_paths(&full.touched, &full.new_dirs)?;
+    fs::remove_file(&full.segment).map_err(StoreError::io("remove", &full.segment))
+}
+
+/// Writes `bytes` zeros from the start of `file`.
+fn zero(file: &File, bytes: u64) -> std::io::Result<()> {
+    let zeros = [0u8; 64 * 1024];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+fn segment_name(seq: u64) -> String {
+    format!("{seq:016}.log")
+}
+
+fn create_segment(dir: &Path, seq: u64, bytes: u64) -> std::io::Result<Segment> {
+    let path = dir.join(segment_name(seq));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    zero(&file, bytes)?;
+    file.sync_all()?;
+    sync_dir(dir).map_err(std::io::Error::other)?;
+    Ok(Segment { path, file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(n: usize) -> Record {
+        Record {
+            page: "101".into(),
+            customer: format!("{}", 2000 + n % 3),
+            events: vec![json!({"message": {"mid": format!("m{n}")}, "timestamp": n})],
+        }
+    }
+
+    fn entry(dir: &Path, n: usize) -> Entry {
+        Entry {
+            framed: record(n).framed(),
+            file: dir.join(format!("{n}.json")),
+            new_in: None,
+        }
+    }
+
+    fn read_all(path: &Path) -> Vec<Record> {
+        let mut records = Vec::new();
+        read_segment(path, |r| {
+            records.push(r);
+            Ok(())
+        })
+        .unwrap();
+        records
+    }
+
+    #[test]
+    fn records_read_back_in_order_up_to_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), 1 << 20).unwrap();
+        journal
+            .append((0..3).map(|n| entry(dir.path(), n)).collect())
+            .unwrap();
+        journal.append(vec![entry(dir.path(), 3)]).unwrap();
+        let (_, path) = segments(dir.path()).unwrap().remove(0);
+        assert_eq!(read_all(&path), (0..4).map(record).collect::<Vec<_>>());
+
+        // A round torn by a crash: its record's last bytes never made it.
+        let torn = record(4).framed();
+        let end: u64 = (0..4).map(|n| record(n).framed().len() as u64).sum();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&torn[..torn.len() - 3], end).unwrap();
+        assert_eq!(read_all(&path).len(), 4);
+
+        // A flipped bit fails the checksum: that record and everything after it is ignored.
+        file.write_all_at(b"X", HEADER as u64 + 3).unwrap();
+        assert!(read_all(&path).is_empty());
+    }
+
+    #[test]
+    fn a_second_journal_on_the_same_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        let err = lock(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("in use by another `salesbot serve`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn full_segments_are_retired_once_their_files_are_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 4096;
+        let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size).unwrap();
+        let per_record = record(0).framed().len() as u64;
+        let rounds = 3 * size / per_record;
+        for n in 0..rounds as usize {
+            std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
+            journal.append(vec![entry(dir.path(), n)]).unwrap();
+        }
+        // The housekeeper deletes retired segments in the background; the active one and one
+        // prepared spare remain.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = segments(dir.path()).unwrap();
+            if left.len() <= 2 {
+                // Every record still on disk is in the newest segments, in order.
+                let kept: Vec<_> = left.iter().flat_map(|(_, p)| read_all(p)).collect();
+                assert!(!kept.is_empty() && kept.len() < rounds as usize);
+                assert_eq!(kept.last().unwrap(), &record(rounds as usize - 1));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "segments never retired: {left:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
