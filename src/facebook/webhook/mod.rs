@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
 use crate::http::{ApiError, AppState};
+use crate::store::FileStore;
 
 pub use refresh::MetadataRefresher;
 
@@ -77,9 +78,29 @@ async fn receive(
     }
 
     let batch = ingest::sort(&payload, &app.pages).await?;
+    let stored = store(&app.files, batch.conversations).await?;
+    for page in batch.changed_pages {
+        app.refresher.request(page);
+    }
+    tracing::debug!(stored, "webhook batch stored");
+    Ok(Json(json!({"status": "success"})))
+}
+
+/// Writes every conversation of a batch, each in its own task so they proceed together; most
+/// deliveries carry one, which is written right here. Returns how many events were new.
+async fn store(
+    files: &FileStore,
+    conversations: Vec<ingest::ConversationEvents>,
+) -> Result<usize, ApiError> {
+    if let [_] = conversations.as_slice() {
+        let one = conversations.into_iter().next().expect("one conversation");
+        return Ok(files
+            .add_to_conversation(&one.page, &one.customer, one.events)
+            .await?);
+    }
     let mut writes = JoinSet::new();
-    for conversation in batch.conversations {
-        let files = app.files.clone();
+    for conversation in conversations {
+        let files = files.clone();
         writes.spawn(async move {
             files
                 .add_to_conversation(
@@ -95,9 +116,5 @@ async fn receive(
         stored += result
             .map_err(|e| ApiError::Internal(format!("a conversation write stopped: {e}")))??;
     }
-    for page in batch.changed_pages {
-        app.refresher.request(page);
-    }
-    tracing::debug!(stored, "webhook batch stored");
-    Ok(Json(json!({"status": "success"})))
+    Ok(stored)
 }
