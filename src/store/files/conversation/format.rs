@@ -19,17 +19,31 @@ use sha2::{Digest, Sha256};
 pub(super) const TAIL: &[u8] = b"\n]\n";
 
 /// How an event is recognised as already stored: Meta's message id when it has one (Meta
-/// redelivers), else the digest of the whole event (delivery/read receipts, postbacks).
-pub(super) fn event_key(event: &Value) -> String {
-    match event.pointer("/message/mid").and_then(Value::as_str) {
-        Some(mid) => format!("mid:{mid}"),
+/// redelivers), else the whole event (delivery/read receipts, postbacks).
+///
+/// Kept as 128 bits of a SHA-256 rather than as text: a conversation's ids stay in memory
+/// while it is cached, and 16 bytes a message instead of a ~100-byte string kept the server
+/// within its memory budget (BENCHMARKS.md). Two different events share a key with odds
+/// around 2^-128 per pair: nothing real.
+pub(super) type EventKey = u128;
+
+pub(super) fn event_key(event: &Value) -> EventKey {
+    let digest = match event.pointer("/message/mid").and_then(Value::as_str) {
+        Some(mid) => Sha256::new()
+            .chain_update(b"mid:")
+            .chain_update(mid)
+            .finalize(),
         None => {
             // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so equal events
             // serialise identically whatever order their keys arrived in.
             let canonical = serde_json::to_vec(event).expect("a Value always serialises");
-            format!("sha256:{}", hex::encode(Sha256::digest(&canonical)))
+            Sha256::new()
+                .chain_update(b"event:")
+                .chain_update(&canonical)
+                .finalize()
         }
-    }
+    };
+    u128::from_be_bytes(digest[..16].try_into().expect("a SHA-256 is 32 bytes"))
 }
 
 pub(super) fn timestamp(event: &Value) -> Option<i64> {
@@ -53,7 +67,7 @@ pub(super) fn sort_chronologically(events: &mut Vec<Value>) {
 }
 
 /// Drops events already in `known` or repeated within `events`, adding the keys of the rest.
-pub(super) fn keep_unseen(events: Vec<Value>, known: &mut HashSet<String>) -> Vec<Value> {
+pub(super) fn keep_unseen(events: Vec<Value>, known: &mut HashSet<EventKey>) -> Vec<Value> {
     events
         .into_iter()
         .filter(|event| known.insert(event_key(event)))
@@ -197,7 +211,8 @@ mod tests {
 
     #[test]
     fn keys_prefer_the_mid_and_ignore_key_order_otherwise() {
-        assert_eq!(event_key(&ev("m1", 1)), "mid:m1");
+        assert_eq!(event_key(&ev("m1", 1)), event_key(&ev("m1", 2)));
+        assert_ne!(event_key(&ev("m1", 1)), event_key(&ev("m2", 1)));
         let a: Value =
             serde_json::from_str(r#"{"sender":{"id":"1"},"read":{"watermark":5}}"#).unwrap();
         let b: Value =
@@ -213,7 +228,11 @@ mod tests {
         let no_ts = json!({"delivery": {"watermark": 1}});
         let mut events = vec![ev("b", 5), no_ts.clone(), ev("a", 1), ev("c", 5)];
         sort_chronologically(&mut events);
-        let order: Vec<String> = events.iter().map(event_key).collect();
-        assert_eq!(order, ["mid:a", "mid:b", &event_key(&no_ts), "mid:c"]);
+        let order: Vec<EventKey> = events.iter().map(event_key).collect();
+        let expected: Vec<EventKey> = [ev("a", 1), ev("b", 5), no_ts, ev("c", 5)]
+            .iter()
+            .map(event_key)
+            .collect();
+        assert_eq!(order, expected);
     }
 }

@@ -30,7 +30,9 @@ use super::group_sync::{Dirty, GroupSync};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
-use format::{TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp};
+use format::{
+    EventKey, TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp,
+};
 
 /// How many conversations keep their message ids in memory while idle.
 const CACHED_CONVERSATIONS: usize = 1024;
@@ -68,7 +70,7 @@ impl Fingerprint {
 struct Known {
     /// `None`: the file does not exist.
     fingerprint: Option<Fingerprint>,
-    keys: HashSet<String>,
+    keys: HashSet<EventKey>,
     last_timestamp: Option<i64>,
     count: usize,
     line_format: bool,
@@ -391,7 +393,7 @@ fn add_waiting(
         (None, None, Some(_)) => {
             let mut all = read_events(&paths.file)?;
             // What is on disk decides what is new, should this process's view be behind.
-            let on_disk: HashSet<String> = all.iter().map(format::event_key).collect();
+            let on_disk: HashSet<EventKey> = all.iter().map(format::event_key).collect();
             fresh.retain(|e| !on_disk.contains(&format::event_key(e)));
             known.count = all.len();
             known.keys.extend(on_disk);
