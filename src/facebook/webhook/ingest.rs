@@ -24,14 +24,14 @@ pub struct Batch {
     pub changed_pages: Vec<PageId>,
 }
 
-pub async fn sort(payload: &Value, pages: &PageDirectory) -> Result<Batch, StoreError> {
+/// Takes the payload apart: its events move into the batch rather than being copied.
+pub async fn sort(mut payload: Value, pages: &PageDirectory) -> Result<Batch, StoreError> {
     let mut batch = Batch::default();
-    let entries = payload
-        .get("entry")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for entry in entries {
+    let entries = match payload.get_mut("entry").map(Value::take) {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    for mut entry in entries {
         let raw = id_text(entry.get("id"));
         let Ok(page) = PageId::parse(&raw) else {
             tracing::warn!(page = ?raw, "webhook entry with an invalid page id skipped");
@@ -41,14 +41,13 @@ pub async fn sort(payload: &Value, pages: &PageDirectory) -> Result<Batch, Store
             tracing::warn!(page = %page, "webhook entry for a page that is not connected skipped");
             continue;
         }
-        for event in entry
-            .get("messaging")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            match customer_of(&page, event) {
-                Some(customer) => add(&mut batch.conversations, &page, customer, event.clone()),
+        let events = match entry.get_mut("messaging").map(Value::take) {
+            Some(Value::Array(events)) => events,
+            _ => Vec::new(),
+        };
+        for event in events {
+            match customer_of(&page, &event) {
+                Some(customer) => add(&mut batch.conversations, &page, customer, event),
                 None => {
                     tracing::warn!(page = %page, "messaging event without a usable sender/recipient id skipped")
                 }

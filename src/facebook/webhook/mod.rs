@@ -77,7 +77,7 @@ async fn receive(
         return Err(ApiError::BadRequest("Invalid webhook object".into()));
     }
 
-    let batch = ingest::sort(&payload, &app.pages).await?;
+    let batch = ingest::sort(payload, &app.pages).await?;
     let stored = store(&app.files, batch.conversations).await?;
     for page in batch.changed_pages {
         app.refresher.request(page);
