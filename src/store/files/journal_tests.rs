@@ -188,3 +188,45 @@ async fn a_late_event_is_slotted_in_near_the_end_and_a_torn_slot_loses_nothing()
         .unwrap();
     assert_eq!(on_disk(&restarted, &who)[..2], ["m0", "m1"]);
 }
+
+#[tokio::test]
+async fn late_events_find_their_place_however_far_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    let who = customer(1);
+    // ~130 bytes an event: 100 events are ~13 KiB, past the first 4 KiB looked at.
+    for n in 0..100 {
+        store
+            .add_to_conversation(&page(), &who, vec![message(n * 10, n as i64 * 10)])
+            .await
+            .unwrap();
+    }
+    let expect = |extra: &[usize]| {
+        let mut ns: Vec<usize> = (0..100)
+            .map(|n| n * 10)
+            .chain(extra.iter().copied())
+            .collect();
+        ns.sort();
+        ns.iter().map(|n| format!("m{n}")).collect::<Vec<_>>()
+    };
+    // ~6 KiB back (the second look), right after the first event, then two at once.
+    for (late, so_far) in [(505, vec![505]), (5, vec![505, 5])] {
+        store
+            .add_to_conversation(&page(), &who, vec![message(late, late as i64)])
+            .await
+            .unwrap();
+        assert_eq!(on_disk(&store, &who), expect(&so_far));
+    }
+    store
+        .add_to_conversation(&page(), &who, vec![message(985, 985), message(975, 975)])
+        .await
+        .unwrap();
+    assert_eq!(on_disk(&store, &who), expect(&[505, 5, 985, 975]));
+    // Older than everything: the whole file is rewritten.
+    store
+        .add_to_conversation(&page(), &who, vec![message(3, -1)])
+        .await
+        .unwrap();
+    let now = on_disk(&store, &who);
+    assert_eq!((now[0].as_str(), now.len()), ("m3", 105));
+}

@@ -154,7 +154,7 @@ impl Conversations {
         // The conversation is held only while its file is written, not while it is flushed.
         let written = {
             let mut slot = self.slot(key.clone()).lock_owned().await;
-            match append_now(&mut slot, &paths, events) {
+            match append_now(&mut slot, &paths, events, self.sync.is_journaled()) {
                 Ok(Ok(written)) => written,
                 Ok(Err(events)) => {
                     let paths = paths.clone();
@@ -286,11 +286,15 @@ fn append_now(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
+    journaled: bool,
 ) -> Result<Result<Written, Vec<Value>>, StoreError> {
     let Some(known) = slot.known.as_mut() else {
         return Ok(Err(events));
     };
-    let (Some(fingerprint), true) = (known.fingerprint, known.appendable(&events)) else {
+    let appendable = known.appendable(&events);
+    // Slotting a late event in near the end is page-cache work too, but needs the journal.
+    let late_ok = journaled && known.line_format && known.count > 0;
+    let (Some(fingerprint), true) = (known.fingerprint, appendable || late_ok) else {
         return Ok(Err(events));
     };
     let lock = match open_lock(paths) {
@@ -306,6 +310,9 @@ fn append_now(
     }
     if stat(&paths.file)? != Some(fingerprint) {
         return Ok(Err(events));
+    }
+    if !appendable {
+        return slot_in_now(known, paths, fingerprint.len, events);
     }
     // Unchanged since this process read or wrote it, so it still ends with `TAIL`.
     let file = OpenOptions::new()
@@ -326,6 +333,44 @@ fn append_now(
     Ok(Ok(Written {
         added: fresh,
         moved: Vec::new(),
+        dirty: Some(Dirty::File { file, new_in: None }),
+    }))
+}
+
+/// [`append_now`] for events older than the last stored: slotted in near the end, or back to
+/// the caller untouched when their place is further back (a whole rewrite, which flushes).
+fn slot_in_now(
+    known: &mut Known,
+    paths: &ConversationPaths,
+    len: u64,
+    events: Vec<Value>,
+) -> Result<Result<Written, Vec<Value>>, StoreError> {
+    // Deduplicated without touching `known` until the write is done.
+    let mut new_keys = HashSet::new();
+    let mut fresh: Vec<Value> = events
+        .iter()
+        .filter(|event| {
+            let key = format::event_key(event);
+            !known.keys.contains(&key) && new_keys.insert(key)
+        })
+        .cloned()
+        .collect();
+    if fresh.is_empty() {
+        return Ok(Ok(Written {
+            added: fresh,
+            moved: Vec::new(),
+            dirty: None,
+        }));
+    }
+    sort_chronologically(&mut fresh);
+    let Some((file, moved)) = insert_near_tail(&paths.file, len, &fresh)? else {
+        return Ok(Err(events));
+    };
+    known.keys.extend(new_keys);
+    known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
+    Ok(Ok(Written {
+        added: fresh,
+        moved,
         dirty: Some(Dirty::File { file, new_in: None }),
     }))
 }
@@ -486,12 +531,13 @@ fn open_at_tail(path: &Path, len: u64) -> Result<Option<File>, StoreError> {
 }
 
 /// How far back from the end an older event is slotted in place; beyond, the file is rewritten.
-const NEAR_TAIL_BYTES: u64 = 64 * 1024;
+/// The last 4 KiB (a dozen events) are looked at first: that is nearly always enough.
+const NEAR_TAIL_WINDOWS: [u64; 2] = [4 * 1024, 64 * 1024];
 
 /// Writes `fresh` (sorted) into a line-format file of `len` bytes after the last event not
 /// newer than the oldest of them, re-writing the events after that point behind them: one
 /// read of the file's end and one write, instead of a rewrite of the whole file. Returns the
-/// open file and the events moved; `None` when the place is not within [`NEAR_TAIL_BYTES`].
+/// open file and the events moved; `None` when the place is not within the last 64 KiB.
 ///
 /// Only for a journaled store: a crash could tear the moved events, which were acknowledged
 /// before, and it is their copy in this write's journal record that brings them back.
@@ -508,41 +554,23 @@ fn insert_near_tail(
         .write(true)
         .open(path)
         .map_err(StoreError::io("open", path))?;
-    let start = len.saturating_sub(NEAR_TAIL_BYTES);
-    let mut chunk = vec![0; (len - start) as usize];
-    file.read_exact_at(&mut chunk, start)
-        .map_err(StoreError::io("read", path))?;
-    let Some(body) = chunk.strip_suffix(TAIL) else {
-        return Ok(None);
-    };
-    // Walk back line by line; the first line of the chunk may be cut, so it never counts.
-    let mut displaced = Vec::new();
-    let mut end = body.len();
-    loop {
-        let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') else {
-            return Ok(None);
-        };
-        let line = body[newline + 1..end]
-            .strip_suffix(b",")
-            .unwrap_or(&body[newline + 1..end]);
-        let Ok(event) = serde_json::from_slice::<Value>(line) else {
-            return Ok(None);
-        };
-        match timestamp(&event) {
-            Some(ts) if ts > oldest => displaced.push(event),
-            // The last event that stays: the new ones go right after it.
-            _ => break,
-        }
-        end = newline.saturating_sub(1); // before the `,` ending the previous line
-        if body.get(end) != Some(&b',') {
-            return Ok(None); // reached `[`: older than everything, a whole rewrite
+    let mut place = None;
+    for window in NEAR_TAIL_WINDOWS {
+        let start = len.saturating_sub(window);
+        let mut chunk = vec![0; (len - start) as usize];
+        file.read_exact_at(&mut chunk, start)
+            .map_err(StoreError::io("read", path))?;
+        place = find_place(&chunk, oldest).map(|(at, displaced)| (start + at, displaced));
+        if place.is_some() || start == 0 {
+            break;
         }
     }
-    displaced.reverse();
+    let Some((at, displaced)) = place else {
+        return Ok(None);
+    };
     let mut merged = displaced.clone();
     merged.extend(fresh.iter().cloned());
     sort_chronologically(&mut merged);
-    let at = start + end as u64;
     let bytes = render_append(&merged);
     file.write_all_at(&bytes, at)
         .map_err(StoreError::io("write", path))?;
@@ -552,6 +580,31 @@ fn insert_near_tail(
             .map_err(StoreError::io("truncate", path))?;
     }
     Ok(Some((file, displaced)))
+}
+
+/// In the last bytes of a line-format file, where events newer than `oldest` begin: the
+/// offset (in `chunk`) right after the last event that stays, and the events after it, in
+/// order. `None` when that place is not inside `chunk`, or the file does not end as it should.
+fn find_place(chunk: &[u8], oldest: i64) -> Option<(u64, Vec<Value>)> {
+    let body = chunk.strip_suffix(TAIL)?;
+    // Walk back line by line; the first line of the chunk may be cut, so it never counts.
+    let mut displaced = Vec::new();
+    let mut end = body.len();
+    loop {
+        let newline = body[..end].iter().rposition(|&b| b == b'\n')?;
+        let event = serde_json::from_slice::<Value>(&body[newline + 1..end]).ok()?;
+        match timestamp(&event) {
+            Some(ts) if ts > oldest => displaced.push(event),
+            // The last event that stays: the new ones go right after it.
+            _ => break,
+        }
+        end = newline.checked_sub(1)?; // before the `,` that ends the previous line
+        if body[end] != b',' {
+            return None; // reached `[`: older than everything, a whole rewrite
+        }
+    }
+    displaced.reverse();
+    Some((end as u64, displaced))
 }
 
 /// One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
