@@ -405,3 +405,41 @@ async fn a_file_missing_only_its_closing_bracket_is_repaired_when_next_touched()
     );
     assert_eq!(mids(&parse_file(&store)), ["m1", "m2"]);
 }
+
+#[tokio::test]
+async fn a_kept_lock_file_that_was_deleted_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(dir.path()));
+    let (page, sender) = ids();
+    for (mid, ts) in [("m1", 1), ("m2", 2)] {
+        store
+            .add_to_conversation(&page, &sender, vec![message(mid, ts)])
+            .await
+            .unwrap();
+    }
+    // The store now keeps the lock file open. Someone deletes it, and another writer (a poll
+    // process) locks the new one: the store must wait for that writer, not lock the old file.
+    let lock_path = dir
+        .path()
+        .join("facebook/101/conversations/.salesbot/2001.lock");
+    std::fs::remove_file(&lock_path).unwrap();
+    let other = std::fs::File::create(&lock_path).unwrap();
+    other.lock().unwrap();
+    let writer = {
+        let (store, page, sender) = (Arc::clone(&store), page.clone(), sender.clone());
+        tokio::spawn(async move {
+            store
+                .add_to_conversation(&page, &sender, vec![message("m3", 3)])
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "wrote while another writer held the lock"
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m2"]);
+    other.unlock().unwrap();
+    assert_eq!(writer.await.unwrap().unwrap(), 1);
+    assert_eq!(mids(&parse_file(&store)), ["m1", "m2", "m3"]);
+}
