@@ -5,12 +5,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use salesbot::cli::Cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing `.env` is normal in production; the process environment is enough.
     // Loaded before logging starts so that `RUST_LOG` may live in `.env` too.
     let _ = dotenvy::dotenv();
     salesbot::telemetry::init(cli.default_log_filter());
-    salesbot::cli::run(cli).await
+    // Blocking work (file rewrites, SQLite, the journal's flush) is short; tokio's default of
+    // up to 512 blocking threads only bought malloc arenas and context switches under load
+    // (BENCHMARKS.md: 16 gave lower CPU per request and peak RSS).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(16)
+        .build()
+        .expect("the async runtime starts");
+    runtime.block_on(salesbot::cli::run(cli))
 }
