@@ -15,14 +15,15 @@
 //! rewrites of existing files fsync before their rename.
 
 mod format;
+mod handles;
+mod near_tail;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -34,6 +35,8 @@ use crate::store::StoreError;
 use format::{
     EventKey, TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp,
 };
+use handles::{HeldLock, Kept};
+use near_tail::insert_near_tail;
 
 /// How many conversations keep their message ids in memory while idle.
 const CACHED_CONVERSATIONS: usize = 1024;
@@ -115,77 +118,6 @@ struct Slot {
     known: Option<Known>,
     /// The conversation's lock file, kept open by the fast path between updates.
     lock: Option<Kept>,
-}
-
-/// The conversation's `flock`, taken by the fast path: released when dropped, the file
-/// going back to its slot for the next update.
-struct HeldLock<'a> {
-    home: &'a mut Option<Kept>,
-    file: Option<Kept>,
-}
-
-impl Drop for HeldLock<'_> {
-    fn drop(&mut self) {
-        if let Some(file) = self.file.take() {
-            // Should unlocking fail, closing the file releases the lock.
-            if file.unlock().is_ok() && file.counted {
-                *self.home = Some(file);
-            }
-        }
-    }
-}
-
-/// Descriptors the conversation cache keeps open, process-wide.
-static KEPT_OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// A file the cache may keep open: `counted` when it fits in [`fd_budget`], otherwise it is
-/// closed after use like any other.
-#[derive(Debug)]
-struct Kept {
-    file: File,
-    counted: bool,
-}
-
-impl Kept {
-    fn new(file: File) -> Kept {
-        let counted = KEPT_OPEN.fetch_add(1, Ordering::Relaxed) < fd_budget();
-        if !counted {
-            KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
-        }
-        Kept { file, counted }
-    }
-}
-
-impl std::ops::Deref for Kept {
-    type Target = File;
-
-    fn deref(&self) -> &File {
-        &self.file
-    }
-}
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        if self.counted {
-            KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Half the process's limit on open files (`RLIMIT_NOFILE`, soft): the other half stays for
-/// sockets, databases and the rest. A systemd service gets 1,024 by default.
-fn fd_budget() -> usize {
-    static BUDGET: OnceLock<usize> = OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let limits = fs::read_to_string("/proc/self/limits").unwrap_or_default();
-        let soft = limits
-            .lines()
-            .find(|line| line.starts_with("Max open files"))
-            .and_then(|line| line.split_whitespace().nth(3))
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(1024);
-        soft / 2
-    })
 }
 
 type SlotHandle = Arc<tokio::sync::Mutex<Slot>>;
@@ -635,83 +567,6 @@ fn open_at_tail(path: &Path, len: u64) -> Result<Option<File>, StoreError> {
         return Ok(None);
     }
     Ok(Some(file))
-}
-
-/// How far back from the end an older event is slotted in place; beyond, the file is rewritten.
-/// The last 4 KiB (a dozen events) are looked at first: that is nearly always enough.
-const NEAR_TAIL_WINDOWS: [u64; 2] = [4 * 1024, 64 * 1024];
-
-/// Writes `fresh` (sorted) into a line-format file of `len` bytes after the last event not
-/// newer than the oldest of them, re-writing the events after that point behind them: one
-/// read of the file's end and one write, instead of a rewrite of the whole file. Returns the
-/// open file and the events moved; `None` when the place is not within the last 64 KiB.
-///
-/// Only for a journaled store: a crash could tear the moved events, which were acknowledged
-/// before, and it is their copy in this write's journal record that brings them back.
-fn insert_near_tail(
-    path: &Path,
-    len: u64,
-    fresh: &[Value],
-) -> Result<Option<(File, Vec<Value>)>, StoreError> {
-    let Some(oldest) = fresh.iter().filter_map(timestamp).min() else {
-        return Ok(None);
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(StoreError::io("open", path))?;
-    let mut place = None;
-    for window in NEAR_TAIL_WINDOWS {
-        let start = len.saturating_sub(window);
-        let mut chunk = vec![0; (len - start) as usize];
-        file.read_exact_at(&mut chunk, start)
-            .map_err(StoreError::io("read", path))?;
-        place = find_place(&chunk, oldest).map(|(at, displaced)| (start + at, displaced));
-        if place.is_some() || start == 0 {
-            break;
-        }
-    }
-    let Some((at, displaced)) = place else {
-        return Ok(None);
-    };
-    let mut merged = displaced.clone();
-    merged.extend(fresh.iter().cloned());
-    sort_chronologically(&mut merged);
-    let bytes = render_append(&merged);
-    file.write_all_at(&bytes, at)
-        .map_err(StoreError::io("write", path))?;
-    let new_len = at + bytes.len() as u64;
-    if new_len < len {
-        file.set_len(new_len)
-            .map_err(StoreError::io("truncate", path))?;
-    }
-    Ok(Some((file, displaced)))
-}
-
-/// In the last bytes of a line-format file, where events newer than `oldest` begin: the
-/// offset (in `chunk`) right after the last event that stays, and the events after it, in
-/// order. `None` when that place is not inside `chunk`, or the file does not end as it should.
-fn find_place(chunk: &[u8], oldest: i64) -> Option<(u64, Vec<Value>)> {
-    let body = chunk.strip_suffix(TAIL)?;
-    // Walk back line by line; the first line of the chunk may be cut, so it never counts.
-    let mut displaced = Vec::new();
-    let mut end = body.len();
-    loop {
-        let newline = body[..end].iter().rposition(|&b| b == b'\n')?;
-        let event = serde_json::from_slice::<Value>(&body[newline + 1..end]).ok()?;
-        match timestamp(&event) {
-            Some(ts) if ts > oldest => displaced.push(event),
-            // The last event that stays: the new ones go right after it.
-            _ => break,
-        }
-        end = newline.checked_sub(1)?; // before the `,` that ends the previous line
-        if body[end] != b',' {
-            return None; // reached `[`: older than everything, a whole rewrite
-        }
-    }
-    displaced.reverse();
-    Some((end as u64, displaced))
 }
 
 /// One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
