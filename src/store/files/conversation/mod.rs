@@ -96,6 +96,13 @@ impl Known {
                 })
     }
 
+    /// Whether an event older than the last stored may be slotted in near the end, in place:
+    /// only with a journal (its record carries the events the write moves), and only into a
+    /// non-empty file in line format.
+    fn can_slot_in(&self, journaled: bool) -> bool {
+        journaled && self.line_format && self.count > 0
+    }
+
     /// Takes note of `fresh` having been written, leaving the file as `fingerprint`.
     fn stored(&mut self, fresh: &[Value], fingerprint: Option<Fingerprint>) {
         let inode = |fp: Option<Fingerprint>| fp.map(|f| (f.dev, f.ino));
@@ -124,19 +131,63 @@ type SlotHandle = Arc<tokio::sync::Mutex<Slot>>;
 
 #[derive(Debug)]
 pub(crate) struct Conversations {
-    slots: Mutex<HashMap<(PageId, SenderId), SlotHandle>>,
+    slots: Mutex<HashMap<Key, SlotHandle>>,
     sync: GroupSync,
 }
+
+/// Who a conversation is, as its journal records name it.
+type Key = (PageId, SenderId);
 
 /// What one update did to its file.
 struct Written {
     /// The events that were new, in the order they were stored.
     added: Vec<Value>,
-    /// Events already stored that were written again after an older new one was slotted in
-    /// before them (see [`insert_near_tail`]): the journal record carries them too.
-    moved: Vec<Value>,
     /// Appended or created without fsync: durable only after a group flush.
     dirty: Option<Dirty>,
+}
+
+impl Written {
+    /// Every event was stored already.
+    fn nothing() -> Written {
+        Written {
+            added: Vec::new(),
+            dirty: None,
+        }
+    }
+}
+
+/// What a write left unflushed becomes for the group flush: with a journal (`journal_as`),
+/// the record of the events it added and of those it `moved` (re-written after an older new
+/// one was slotted in before them, see [`insert_near_tail`]), which is why no handle is
+/// needed; without, the file itself (from `handle`) to flush.
+fn pending(
+    journal_as: Option<&Key>,
+    paths: &ConversationPaths,
+    added: &[Value],
+    moved: Vec<Value>,
+    new_in: Option<PathBuf>,
+    handle: impl FnOnce() -> Result<File, StoreError>,
+) -> Result<Dirty, StoreError> {
+    Ok(match journal_as {
+        Some((page, customer)) => {
+            let mut events = moved;
+            events.extend_from_slice(added);
+            Dirty::Journaled(Entry {
+                framed: Record {
+                    page: page.to_string(),
+                    customer: customer.to_string(),
+                    events,
+                }
+                .framed(),
+                file: paths.file.clone(),
+                new_in,
+            })
+        }
+        None => Dirty::File {
+            file: handle()?,
+            new_in,
+        },
+    })
 }
 
 impl Conversations {
@@ -160,20 +211,19 @@ impl Conversations {
     /// Merges `events` into the file; returns how many were new.
     pub(crate) async fn add(
         &self,
-        key: (PageId, SenderId),
+        key: Key,
         paths: ConversationPaths,
         events: Vec<Value>,
     ) -> Result<usize, StoreError> {
+        let journal_as = self.sync.is_journaled().then(|| key.clone());
         // The conversation is held only while its file is written, not while it is flushed.
         let written = {
-            let mut slot = self.slot(key.clone()).lock_owned().await;
-            match append_now(&mut slot, &paths, events, self.sync.is_journaled()) {
+            let mut slot = self.slot(key).lock_owned().await;
+            match append_now(&mut slot, &paths, events, journal_as.as_ref()) {
                 Ok(Ok(written)) => written,
                 Ok(Err(events)) => {
-                    let paths = paths.clone();
-                    let journaled = self.sync.is_journaled();
                     tokio::task::spawn_blocking(move || {
-                        add_locked(&mut slot, &paths, events, journaled)
+                        add_locked(&mut slot, &paths, events, journal_as.as_ref())
                     })
                     .await??
                 }
@@ -184,22 +234,7 @@ impl Conversations {
                 }
             }
         };
-        let added = written.added.len();
-        let dirty = match written.dirty {
-            Some(Dirty::File { new_in, .. }) if self.sync.is_journaled() => {
-                Some(Dirty::Journaled(Entry {
-                    framed: Record {
-                        page: key.0.to_string(),
-                        customer: key.1.to_string(),
-                        events: [written.moved, written.added].concat(),
-                    }
-                    .framed(),
-                    file: paths.file,
-                    new_in,
-                }))
-            }
-            dirty => dirty,
-        };
+        let (added, dirty) = (written.added.len(), written.dirty);
         // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
         if dirty.is_some() || self.sync.last_failed() {
             self.sync.commit(dirty).await?;
@@ -214,7 +249,7 @@ impl Conversations {
         }
     }
 
-    fn slot(&self, key: (PageId, SenderId)) -> SlotHandle {
+    fn slot(&self, key: Key) -> SlotHandle {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if slots.len() >= CACHED_CONVERSATIONS && !slots.contains_key(&key) {
             // Forget idle conversations; their files are re-read when next touched.
@@ -242,7 +277,7 @@ impl Replay {
         events: Vec<Value>,
     ) -> Result<(), StoreError> {
         let slot = self.slots.entry(paths.file.clone()).or_default();
-        let written = add_locked(slot, paths, events, false)?;
+        let written = add_locked(slot, paths, events, None)?;
         self.restored += written.added.len();
         if let Some(Dirty::File { new_in, .. }) = written.dirty {
             self.touched.insert(paths.file.clone());
@@ -280,9 +315,9 @@ fn add_locked(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
-    journaled: bool,
+    journal_as: Option<&Key>,
 ) -> Result<Written, StoreError> {
-    let result = add_waiting(slot, paths, events, journaled);
+    let result = add_waiting(slot, paths, events, journal_as);
     if result.is_err() {
         // What the cache believes may not be on disk: forget it, re-read next time.
         slot.known = None;
@@ -299,15 +334,15 @@ fn append_now(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
-    journaled: bool,
+    journal_as: Option<&Key>,
 ) -> Result<Result<Written, Vec<Value>>, StoreError> {
     let Slot { known, lock } = slot;
     let Some(known) = known.as_mut() else {
         return Ok(Err(events));
     };
     let appendable = known.appendable(&events);
-    // Slotting a late event in near the end is page-cache work too, but needs the journal.
-    let late_ok = journaled && known.line_format && known.count > 0;
+    // Slotting a late event in near the end is page-cache work too.
+    let late_ok = known.can_slot_in(journal_as.is_some());
     let (Some(fingerprint), true) = (known.fingerprint, appendable || late_ok) else {
         return Ok(Err(events));
     };
@@ -337,7 +372,7 @@ fn append_now(
         return Ok(Err(events));
     }
     if !appendable {
-        return slot_in_now(known, paths, fingerprint.len, events);
+        return slot_in_now(known, paths, fingerprint.len, events, journal_as);
     }
     // Unchanged since this process read or wrote it, so it still ends with `TAIL`; and the
     // handle kept is of this very file (same inode).
@@ -351,27 +386,20 @@ fn append_now(
     };
     let mut fresh = keep_unseen(events, &mut known.keys);
     if fresh.is_empty() {
-        return Ok(Ok(Written {
-            added: fresh,
-            moved: Vec::new(),
-            dirty: None,
-        }));
+        return Ok(Ok(Written::nothing()));
     }
     sort_chronologically(&mut fresh);
     write_at_tail(&file, &paths.file, fingerprint.len, &fresh)?;
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
-    // The group flush gets its own descriptor of the file (no path walk).
-    let for_flush = file
-        .try_clone()
-        .map_err(StoreError::io("open", &paths.file))?;
+    // Without a journal the group flush gets its own descriptor of the file (no path walk).
+    let dirty = pending(journal_as, paths, &fresh, Vec::new(), None, || {
+        file.try_clone()
+            .map_err(StoreError::io("open", &paths.file))
+    })?;
     known.file = file.counted.then_some(file);
     Ok(Ok(Written {
         added: fresh,
-        moved: Vec::new(),
-        dirty: Some(Dirty::File {
-            file: for_flush,
-            new_in: None,
-        }),
+        dirty: Some(dirty),
     }))
 }
 
@@ -382,6 +410,7 @@ fn slot_in_now(
     paths: &ConversationPaths,
     len: u64,
     events: Vec<Value>,
+    journal_as: Option<&Key>,
 ) -> Result<Result<Written, Vec<Value>>, StoreError> {
     // Deduplicated without touching `known` until the write is done.
     let mut new_keys = HashSet::new();
@@ -394,11 +423,7 @@ fn slot_in_now(
         .cloned()
         .collect();
     if fresh.is_empty() {
-        return Ok(Ok(Written {
-            added: fresh,
-            moved: Vec::new(),
-            dirty: None,
-        }));
+        return Ok(Ok(Written::nothing()));
     }
     sort_chronologically(&mut fresh);
     let Some((file, moved)) = insert_near_tail(&paths.file, len, &fresh)? else {
@@ -406,10 +431,10 @@ fn slot_in_now(
     };
     known.keys.extend(new_keys);
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
+    let dirty = pending(journal_as, paths, &fresh, moved, None, || Ok(file))?;
     Ok(Ok(Written {
         added: fresh,
-        moved,
-        dirty: Some(Dirty::File { file, new_in: None }),
+        dirty: Some(dirty),
     }))
 }
 
@@ -417,7 +442,7 @@ fn add_waiting(
     slot: &mut Slot,
     paths: &ConversationPaths,
     events: Vec<Value>,
-    journaled: bool,
+    journal_as: Option<&Key>,
 ) -> Result<Written, StoreError> {
     // The folders exist for every file but a page's first: create them only when missing.
     let lock = match open_lock(paths) {
@@ -434,11 +459,7 @@ fn add_waiting(
     let known = refresh(slot, paths)?;
     let mut fresh = keep_unseen(events, &mut known.keys);
     if fresh.is_empty() {
-        return Ok(Written {
-            added: fresh,
-            moved: Vec::new(),
-            dirty: None,
-        });
+        return Ok(Written::nothing());
     }
     sort_chronologically(&mut fresh);
     let at_tail = match known.fingerprint {
@@ -450,27 +471,22 @@ fn add_waiting(
     // With a journal, an event a little older than the last ones is slotted in near the end
     // in place: the journal record carries the events it moves, so a torn write loses none.
     let near_tail = match (&at_tail, known.fingerprint) {
-        (None, Some(fp)) if journaled && known.line_format && known.count > 0 => {
+        (None, Some(fp)) if known.can_slot_in(journal_as.is_some()) => {
             insert_near_tail(&paths.file, fp.len, &fresh)?
         }
         _ => None,
     };
-    let mut moved = Vec::new();
-    let dirty = match (at_tail, near_tail, known.fingerprint) {
+    // The file written without a flush (its folder when it is new, the events it moved).
+    let unflushed = match (at_tail, near_tail, known.fingerprint) {
         (Some((file, len)), _, _) => {
             write_at_tail(&file, &paths.file, len, &fresh)?;
-            Some(Dirty::File { file, new_in: None })
+            Some((file, None, Vec::new()))
         }
-        (None, Some((file, displaced)), _) => {
-            moved = displaced;
-            Some(Dirty::File { file, new_in: None })
-        }
+        (None, Some((file, moved)), _) => Some((file, None, moved)),
         (None, None, None) => {
             let file = create_unsynced(&paths.file, &render(&fresh))?;
-            Some(Dirty::File {
-                file,
-                new_in: paths.file.parent().map(Path::to_path_buf),
-            })
+            let folder = paths.file.parent().map(Path::to_path_buf);
+            Some((file, folder, Vec::new()))
         }
         // Replacing existing content: fsync before the rename, never left to the group.
         (None, None, Some(_)) => {
@@ -486,14 +502,16 @@ fn add_waiting(
             None
         }
     };
-    let fingerprint = match &dirty {
-        Some(Dirty::File { file, .. }) => fingerprint_of(file, &paths.file)?,
-        _ => stat(&paths.file)?,
+    let fingerprint = match &unflushed {
+        Some((file, ..)) => fingerprint_of(file, &paths.file)?,
+        None => stat(&paths.file)?,
     };
     known.stored(&fresh, fingerprint);
+    let dirty = unflushed
+        .map(|(file, new_in, moved)| pending(journal_as, paths, &fresh, moved, new_in, || Ok(file)))
+        .transpose()?;
     Ok(Written {
         added: fresh,
-        moved,
         dirty,
     })
 }
