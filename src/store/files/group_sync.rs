@@ -11,6 +11,10 @@
 //! to the [`Journal`] (one write, one flush, whatever the number of files); a store without a
 //! journal (`salesbot poll`, which runs beside the server) flushes each file.
 //!
+//! What a failed round held is handed to the next round again: the writers it covered were
+//! told of the failure, and when Meta redelivers, the event is deduplicated as already
+//! written, so the next success must be the one that makes it durable.
+//!
 //! Writes that replace an existing file still fsync before their rename (a crash must never
 //! leave the name pointing at half a file); only appends and brand-new files, whose loss in a
 //! crash before the round would lose nothing acknowledged, go through here.
@@ -141,7 +145,7 @@ async fn run_round(
     round: u64,
     batch: Vec<Dirty>,
 ) {
-    let outcome = flush(batch, journal).await;
+    let (outcome, batch) = flush(batch, journal).await;
     let failed = outcome.is_err();
     if let Err(err) = &outcome {
         tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
@@ -152,6 +156,7 @@ async fn run_round(
         rounds.finished = round;
         if failed {
             rounds.last_failed = round;
+            rounds.pending.splice(0..0, batch);
         }
     }
     inner.done.notify_waiters();
@@ -159,27 +164,38 @@ async fn run_round(
 
 /// Appends the round's records to the journal, and flushes every file of the round at once,
 /// each on a blocking-pool thread: flushes that are in flight together share the device's
-/// cache flushes, where one after another each would wait for its own.
-async fn flush(batch: Vec<Dirty>, journal: Option<Arc<Journal>>) -> std::io::Result<()> {
-    let mut records = Vec::new();
-    let mut files = Vec::new();
+/// cache flushes, where one after another each would wait for its own. Gives the batch back,
+/// to be retried should the round fail.
+async fn flush(
+    batch: Vec<Dirty>,
+    journal: Option<Arc<Journal>>,
+) -> (std::io::Result<()>, Vec<Dirty>) {
+    let (mut records, mut files) = (Vec::new(), Vec::new());
     let mut folders = BTreeSet::new();
     for dirty in batch {
         match dirty {
             Dirty::Journaled(entry) => records.push(entry),
             Dirty::File { file, new_in } => {
-                files.push(file);
-                folders.extend(new_in);
+                folders.extend(new_in.clone());
+                files.push(Arc::new((file, new_in)));
             }
         }
     }
+    let records = Arc::new(records);
     let mut tasks = tokio::task::JoinSet::new();
-    if !records.is_empty() {
-        let journal = journal.ok_or_else(|| std::io::Error::other("no journal to append to"))?;
-        tasks.spawn_blocking(move || journal.append(records));
+    match (records.is_empty(), journal) {
+        (true, _) => {}
+        (false, Some(journal)) => {
+            let records = Arc::clone(&records);
+            tasks.spawn_blocking(move || journal.append(&records));
+        }
+        (false, None) => {
+            tasks.spawn(async { Err(std::io::Error::other("no journal to append to")) });
+        }
     }
-    for file in files {
-        tasks.spawn_blocking(move || file.sync_data());
+    for file in &files {
+        let file = Arc::clone(file);
+        tasks.spawn_blocking(move || file.0.sync_data());
     }
     for folder in folders {
         tasks.spawn_blocking(move || File::open(&folder)?.sync_all());
@@ -192,7 +208,14 @@ async fn flush(batch: Vec<Dirty>, journal: Option<Arc<Journal>>) -> std::io::Res
             Err(err) => result = Err(std::io::Error::other(err)),
         }
     }
-    result
+    // Every task is done: the batch is this function's alone again.
+    let records = Arc::into_inner(records).expect("no task holds the records any more");
+    let batch = records.into_iter().map(Dirty::Journaled);
+    let files = files.into_iter().map(|file| {
+        let (file, new_in) = Arc::into_inner(file).expect("no task holds the file any more");
+        Dirty::File { file, new_in }
+    });
+    (result, batch.chain(files).collect())
 }
 
 fn failure() -> StoreError {
@@ -233,6 +256,25 @@ mod tests {
         );
         assert_eq!(rounds.started, rounds.finished);
         assert!(rounds.pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_is_retried_before_anything_later_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let sync = GroupSync::default();
+        let failing = Dirty::File {
+            file: File::create(dir.path().join("a.json")).unwrap(),
+            new_in: Some(gone.clone()),
+        };
+        assert!(sync.commit(Some(failing)).await.is_err());
+        assert!(sync.last_failed());
+        // Nothing new, but the failed work is still not on disk: no success yet.
+        assert!(sync.commit(None).await.is_err());
+        std::fs::create_dir(&gone).unwrap();
+        sync.commit(None).await.unwrap();
+        assert!(!sync.last_failed());
+        assert!(sync.lock().pending.is_empty());
     }
 
     #[tokio::test]

@@ -212,9 +212,9 @@ impl Journal {
     }
 
     /// Appends a round's records with one write and one `fdatasync`. Blocking.
-    pub(crate) fn append(&self, batch: Vec<Entry>) -> std::io::Result<()> {
+    pub(crate) fn append(&self, batch: &[Entry]) -> std::io::Result<()> {
         let mut bytes = Vec::with_capacity(batch.iter().map(|e| e.framed.len()).sum());
-        for entry in &batch {
+        for entry in batch {
             bytes.extend_from_slice(&entry.framed);
         }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -229,8 +229,10 @@ impl Journal {
         active.segment.file.sync_data()?;
         active.offset += bytes.len() as u64;
         for entry in batch {
-            active.touched.insert(entry.file);
-            active.new_dirs.extend(entry.new_in);
+            if !active.touched.contains(&entry.file) {
+                active.touched.insert(entry.file.clone());
+            }
+            active.new_dirs.extend(entry.new_in.iter().cloned());
         }
         Ok(())
     }
@@ -383,9 +385,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), 1 << 20).unwrap();
         journal
-            .append((0..3).map(|n| entry(dir.path(), n)).collect())
+            .append(&(0..3).map(|n| entry(dir.path(), n)).collect::<Vec<_>>())
             .unwrap();
-        journal.append(vec![entry(dir.path(), 3)]).unwrap();
+        journal.append(&[entry(dir.path(), 3)]).unwrap();
         let (_, path) = segments(dir.path()).unwrap().remove(0);
         assert_eq!(read_all(&path), (0..4).map(record).collect::<Vec<_>>());
 
@@ -422,7 +424,7 @@ mod tests {
         let rounds = 3 * size / per_record;
         for n in 0..rounds as usize {
             std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
-            journal.append(vec![entry(dir.path(), n)]).unwrap();
+            journal.append(&[entry(dir.path(), n)]).unwrap();
         }
         // The housekeeper deletes retired segments in the background; the active one and one
         // prepared spare remain.
