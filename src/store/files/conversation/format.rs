@@ -28,27 +28,92 @@ pub(super) const TAIL: &[u8] = b"\n]\n";
 pub(super) type EventKey = u128;
 
 pub(super) fn event_key(event: &Value) -> EventKey {
-    let digest = match event.pointer("/message/mid").and_then(Value::as_str) {
-        Some(mid) => Sha256::new()
-            .chain_update(b"mid:")
-            .chain_update(mid)
-            .finalize(),
+    match event.pointer("/message/mid").and_then(Value::as_str) {
+        Some(mid) => mid_key(mid),
         None => {
             // `serde_json::Map` is a BTreeMap here (no `preserve_order`), so equal events
             // serialise identically whatever order their keys arrived in.
             let canonical = serde_json::to_vec(event).expect("a Value always serialises");
-            Sha256::new()
-                .chain_update(b"event:")
-                .chain_update(&canonical)
-                .finalize()
+            digest(b"event:", &canonical)
         }
-    };
+    }
+}
+
+fn mid_key(mid: &str) -> EventKey {
+    digest(b"mid:", mid.as_bytes())
+}
+
+fn digest(domain: &[u8], bytes: &[u8]) -> EventKey {
+    let digest = Sha256::new()
+        .chain_update(domain)
+        .chain_update(bytes)
+        .finalize();
     u128::from_be_bytes(digest[..16].try_into().expect("a SHA-256 is 32 bytes"))
 }
 
 pub(super) fn timestamp(event: &Value) -> Option<i64> {
-    let ts = event.get("timestamp")?;
+    number_timestamp(event.get("timestamp")?.as_number()?)
+}
+
+fn number_timestamp(ts: &serde_json::Number) -> Option<i64> {
     ts.as_i64().or_else(|| ts.as_f64().map(|f| f as i64))
+}
+
+/// What reading a file must learn for later appends.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Summary {
+    pub keys: HashSet<EventKey>,
+    pub last_timestamp: Option<i64>,
+    pub count: usize,
+}
+
+/// Just the parts of an event a [`Summary`] needs; serde skips the rest without building it.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    message: Option<PeekMessage<'a>>,
+    timestamp: Option<serde_json::Number>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekMessage<'a> {
+    #[serde(borrow)]
+    mid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The summary of a file in line format that parses cleanly, without building its events
+/// (what a server's first append to each conversation after a start-up pays for, a
+/// conversation at a time); `None` for anything else, which [`parse`] handles.
+pub(super) fn summarize(bytes: &[u8]) -> Option<Summary> {
+    let body = bytes.strip_prefix(b"[\n")?.strip_suffix(TAIL)?;
+    let mut summary = Summary::default();
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let event = match lines.peek() {
+            Some(_) => line.strip_suffix(b",")?,
+            None => line,
+        };
+        let (key, ts) = peek(event)?;
+        summary.keys.insert(key);
+        summary.count += 1;
+        summary.last_timestamp = summary.last_timestamp.max(ts);
+    }
+    Some(summary)
+}
+
+/// One event's key and timestamp, as [`event_key`] and [`timestamp`] give them. Events with
+/// a `mid` (nearly all) are only peeked at; the rest are built whole for their digest.
+fn peek(event: &[u8]) -> Option<(EventKey, Option<i64>)> {
+    if event.first() == Some(&b'{')
+        && let Ok(Peek {
+            message: Some(PeekMessage { mid: Some(mid) }),
+            timestamp,
+        }) = serde_json::from_slice::<Peek>(event)
+    {
+        return Some((mid_key(&mid), timestamp.as_ref().and_then(number_timestamp)));
+    }
+    let event: Value = serde_json::from_slice(event).ok()?;
+    Some((event_key(&event), timestamp(&event)))
 }
 
 /// Sorts by timestamp, keeping arrival order among equals. An event without a timestamp keeps
@@ -221,6 +286,42 @@ mod tests {
         let c: Value =
             serde_json::from_str(r#"{"read":{"watermark":6},"sender":{"id":"1"}}"#).unwrap();
         assert_ne!(event_key(&a), event_key(&c));
+    }
+
+    #[test]
+    fn a_summary_learns_what_parsing_every_event_would() {
+        let events = vec![
+            ev("m1", 5),
+            json!({"sender": {"id": "1"}, "delivery": {"mids": ["m1"], "watermark": 9}, "timestamp": 9}),
+            json!({"message": {"mid": "m\"2\\é", "text": "x"}, "timestamp": 7.5}),
+            json!({"message": {"mid": 3}, "timestamp": "late"}),
+            json!({"message": null}),
+            json!({"message": {"text": "no mid"}, "timestamp": 8}),
+            ev("m1", 6),
+        ];
+        let bytes = render(&events);
+        let parsed = parse(&bytes);
+        let expected = Summary {
+            keys: parsed.events.iter().map(event_key).collect(),
+            last_timestamp: parsed.events.iter().filter_map(timestamp).max(),
+            count: parsed.events.len(),
+        };
+        assert_eq!(expected.count, 7);
+        assert_eq!(expected.last_timestamp, Some(9));
+        assert_eq!(summarize(&bytes), Some(expected));
+    }
+
+    #[test]
+    fn only_clean_line_format_files_are_summarized() {
+        let bytes = render(&[ev("m1", 1), ev("m2", 2)]);
+        let torn = &bytes[..bytes.len() - 5];
+        let single_line = serde_json::to_vec(&vec![ev("m1", 1)]).unwrap();
+        let pretty = serde_json::to_vec_pretty(&vec![ev("m1", 1)]).unwrap();
+        let missing_comma = b"[\n{\"a\":1}\n{\"b\":2}\n]\n";
+        let trailing_comma = b"[\n{\"a\":1},\n]\n";
+        for bad in [torn, &single_line, &pretty, missing_comma, trailing_comma] {
+            assert_eq!(summarize(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

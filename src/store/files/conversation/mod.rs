@@ -33,7 +33,8 @@ use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{
-    EventKey, TAIL, keep_unseen, parse, render, render_append, sort_chronologically, timestamp,
+    EventKey, TAIL, keep_unseen, parse, render, render_append, sort_chronologically, summarize,
+    timestamp,
 };
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
@@ -540,6 +541,16 @@ fn refresh<'a>(slot: &'a mut Slot, paths: &ConversationPaths) -> Result<&'a mut 
 /// Reads a file whole, repairing it first if a crash tore its tail.
 fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
     let bytes = fs::read(&paths.file).map_err(StoreError::io("read", &paths.file))?;
+    if let Some(summary) = summarize(&bytes) {
+        return Ok(Known {
+            fingerprint: stat(&paths.file)?,
+            file: None,
+            keys: summary.keys,
+            last_timestamp: summary.last_timestamp,
+            count: summary.count,
+            line_format: true,
+        });
+    }
     let parsed = parse(&bytes);
     if !parsed.clean {
         if parsed.damaged_before_end {
