@@ -144,6 +144,12 @@ fn line(event: &Value) -> Vec<u8> {
     serde_json::to_vec(event).expect("a Value always serialises")
 }
 
+/// What [`render`] or [`render_append`] made, read as a JSON array of the events in it: both
+/// are one once their first byte (`[` or `,`) is `[`.
+pub(super) fn as_json_array(rendered: &[u8]) -> [&[u8]; 2] {
+    [b"[", rendered.get(1..).unwrap_or_default()]
+}
+
 /// A whole file holding `events`.
 pub(super) fn render(events: &[Value]) -> Vec<u8> {
     let mut out = b"[".to_vec();
@@ -245,6 +251,16 @@ mod tests {
         let parsed = parse(&appended);
         assert_eq!(parsed.events.len(), 3);
         assert!(parsed.line_format);
+    }
+
+    #[test]
+    fn what_was_written_reads_as_the_array_of_its_events() {
+        let events = vec![ev("m1", 1), ev("m\"2", 2)];
+        for rendered in [render(&events), render_append(&events)] {
+            let array: Vec<u8> = as_json_array(&rendered).concat();
+            let back: Vec<Value> = serde_json::from_slice(&array).unwrap();
+            assert_eq!(back, events);
+        }
     }
 
     #[test]

@@ -33,8 +33,8 @@ use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{
-    EventKey, TAIL, keep_unseen, parse, render, render_append, sort_chronologically, summarize,
-    timestamp,
+    EventKey, TAIL, as_json_array, keep_unseen, parse, render, render_append, sort_chronologically,
+    summarize, timestamp,
 };
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
@@ -158,32 +158,23 @@ impl Written {
 }
 
 /// What a write left unflushed becomes for the group flush: with a journal (`journal_as`),
-/// the record of the events it added and of those it `moved` (re-written after an older new
-/// one was slotted in before them, see [`insert_near_tail`]), which is why no handle is
-/// needed; without, the file itself (from `handle`) to flush.
+/// the record of every event in the bytes it `wrote` (those it added, and those it moved
+/// when an older new one was slotted in before them, see [`insert_near_tail`]), which is why
+/// no handle is needed; without, the file itself (from `handle`) to flush.
 fn pending(
     journal_as: Option<&Key>,
     paths: &ConversationPaths,
-    added: &[Value],
-    moved: Vec<Value>,
+    wrote: &[u8],
     new_in: Option<PathBuf>,
     handle: impl FnOnce() -> Result<File, StoreError>,
 ) -> Result<Dirty, StoreError> {
     Ok(match journal_as {
-        Some((page, customer)) => {
-            let mut events = moved;
-            events.extend_from_slice(added);
-            Dirty::Journaled(Entry {
-                framed: Record {
-                    page: page.to_string(),
-                    customer: customer.to_string(),
-                    events,
-                }
-                .framed(),
-                file: paths.file.clone(),
-                new_in,
-            })
-        }
+        Some((page, customer)) => Dirty::Journaled(Entry {
+            // The very bytes written, not the events serialised a second time.
+            framed: Record::frame(page.as_str(), customer.as_str(), &as_json_array(wrote)),
+            file: paths.file.clone(),
+            new_in,
+        }),
         None => Dirty::File {
             file: handle()?,
             new_in,
@@ -390,10 +381,11 @@ fn append_now(
         return Ok(Ok(Written::nothing()));
     }
     sort_chronologically(&mut fresh);
-    write_at_tail(&file, &paths.file, fingerprint.len, &fresh)?;
+    let wrote = render_append(&fresh);
+    write_at_tail(&file, &paths.file, fingerprint.len, &wrote)?;
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
     // Without a journal the group flush gets its own descriptor of the file (no path walk).
-    let dirty = pending(journal_as, paths, &fresh, Vec::new(), None, || {
+    let dirty = pending(journal_as, paths, &wrote, None, || {
         file.try_clone()
             .map_err(StoreError::io("open", &paths.file))
     })?;
@@ -427,12 +419,12 @@ fn slot_in_now(
         return Ok(Ok(Written::nothing()));
     }
     sort_chronologically(&mut fresh);
-    let Some((file, moved)) = insert_near_tail(&paths.file, len, &fresh)? else {
+    let Some((file, wrote)) = insert_near_tail(&paths.file, len, &fresh)? else {
         return Ok(Err(events));
     };
     known.keys.extend(new_keys);
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
-    let dirty = pending(journal_as, paths, &fresh, moved, None, || Ok(file))?;
+    let dirty = pending(journal_as, paths, &wrote, None, || Ok(file))?;
     Ok(Ok(Written {
         added: fresh,
         dirty: Some(dirty),
@@ -477,17 +469,19 @@ fn add_waiting(
         }
         _ => None,
     };
-    // The file written without a flush (its folder when it is new, the events it moved).
+    // The file written without a flush (its folder when it is new, the bytes written).
     let unflushed = match (at_tail, near_tail, known.fingerprint) {
         (Some((file, len)), _, _) => {
-            write_at_tail(&file, &paths.file, len, &fresh)?;
-            Some((file, None, Vec::new()))
+            let wrote = render_append(&fresh);
+            write_at_tail(&file, &paths.file, len, &wrote)?;
+            Some((file, None, wrote))
         }
-        (None, Some((file, moved)), _) => Some((file, None, moved)),
+        (None, Some((file, wrote)), _) => Some((file, None, wrote)),
         (None, None, None) => {
-            let file = create_unsynced(&paths.file, &render(&fresh))?;
+            let wrote = render(&fresh);
+            let file = create_unsynced(&paths.file, &wrote)?;
             let folder = paths.file.parent().map(Path::to_path_buf);
-            Some((file, folder, Vec::new()))
+            Some((file, folder, wrote))
         }
         // Replacing existing content: fsync before the rename, never left to the group.
         (None, None, Some(_)) => {
@@ -509,7 +503,7 @@ fn add_waiting(
     };
     known.stored(&fresh, fingerprint);
     let dirty = unflushed
-        .map(|(file, new_in, moved)| pending(journal_as, paths, &fresh, moved, new_in, || Ok(file)))
+        .map(|(file, new_in, wrote)| pending(journal_as, paths, &wrote, new_in, || Ok(file)))
         .transpose()?;
     Ok(Written {
         added: fresh,
@@ -598,11 +592,11 @@ fn open_at_tail(path: &Path, len: u64) -> Result<Option<File>, StoreError> {
     Ok(Some(file))
 }
 
-/// One write: a crash can tear only the new events, and `load` cuts a torn tail off. The
-/// caller makes it durable (as a group) before anyone is told they are stored.
-fn write_at_tail(file: &File, path: &Path, len: u64, events: &[Value]) -> Result<(), StoreError> {
+/// One write of what [`render_append`] made: a crash can tear only the new events, and `load`
+/// cuts a torn tail off. The caller makes it durable (as a group) before anyone is told.
+fn write_at_tail(file: &File, path: &Path, len: u64, rendered: &[u8]) -> Result<(), StoreError> {
     let at = len.saturating_sub(TAIL.len() as u64);
-    file.write_all_at(&render_append(events), at)
+    file.write_all_at(rendered, at)
         .map_err(StoreError::io("append to", path))
 }
 

@@ -16,7 +16,8 @@ const NEAR_TAIL_WINDOWS: [u64; 2] = [4 * 1024, 64 * 1024];
 /// Writes `fresh` (sorted) into a line-format file of `len` bytes after the last event not
 /// newer than the oldest of them, re-writing the events after that point behind them: one
 /// read of the file's end and one write, instead of a rewrite of the whole file. Returns the
-/// open file and the events moved; `None` when the place is not within the last 64 KiB.
+/// open file and the bytes written (as [`render_append`] makes them: the new events and the
+/// moved ones); `None` when the place is not within the last 64 KiB.
 ///
 /// Only for a journaled store: a crash could tear the moved events, which were acknowledged
 /// before, and it is their copy in this write's journal record that brings them back.
@@ -24,7 +25,7 @@ pub(super) fn insert_near_tail(
     path: &Path,
     len: u64,
     fresh: &[Value],
-) -> Result<Option<(File, Vec<Value>)>, StoreError> {
+) -> Result<Option<(File, Vec<u8>)>, StoreError> {
     let Some(oldest) = fresh.iter().filter_map(timestamp).min() else {
         return Ok(None);
     };
@@ -47,7 +48,7 @@ pub(super) fn insert_near_tail(
     let Some((at, displaced)) = place else {
         return Ok(None);
     };
-    let mut merged = displaced.clone();
+    let mut merged = displaced;
     merged.extend(fresh.iter().cloned());
     sort_chronologically(&mut merged);
     let bytes = render_append(&merged);
@@ -58,7 +59,7 @@ pub(super) fn insert_near_tail(
         file.set_len(new_len)
             .map_err(StoreError::io("truncate", path))?;
     }
-    Ok(Some((file, displaced)))
+    Ok(Some((file, bytes)))
 }
 
 /// In the last bytes of a line-format file, where events newer than `oldest` begin: the
