@@ -4,6 +4,10 @@
 //! `salesbot serve` and, for the ceiling of this machine, a server whose handler only answers
 //! 200; drives both from this process over loopback with keep-alive connections, every request
 //! a distinct, signed message; then checks that every acknowledged message is on disk.
+//!
+//! For a closer look: `BENCH_TRACE=/tmp/t` writes `/tmp/t-<server>-<connections>.csv`, one
+//! `sent_at_us,latency_us` line per request (when in the run the slow ones were);
+//! `BENCH_SERVER_BIN=path` runs another build of `salesbot` (an A/B in one session).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -61,13 +65,27 @@ async fn run(duration: Duration) {
     let mut next_mid = 0;
     for connections in [16, 64] {
         let mut ceiling = ServerProcess::ceiling();
-        let c = load(ceiling.addr, connections, duration, &mut next_mid).await;
+        let c = load(
+            "ceiling",
+            ceiling.addr,
+            connections,
+            duration,
+            &mut next_mid,
+        )
+        .await;
         print_row("answer-200 ceiling", connections, &c, ceiling.rss_mb());
         ceiling.stop();
 
         let mut server = ServerProcess::salesbot(&env, dir.path());
         let cpu_before = server.cpu_seconds();
-        let s = load(server.addr, connections, duration, &mut next_mid).await;
+        let s = load(
+            "salesbot",
+            server.addr,
+            connections,
+            duration,
+            &mut next_mid,
+        )
+        .await;
         print_row("salesbot (fsync)", connections, &s, server.rss_mb());
         println!(
             "|  | ratio salesbot/ceiling | {:.2} | | | | | |",
@@ -127,6 +145,7 @@ fn print_row(name: &str, connections: usize, o: &Outcome, rss: f64) {
 
 /// `connections` keep-alive connections, each sending one request at a time until `duration`.
 async fn load(
+    label: &str,
     addr: SocketAddr,
     connections: usize,
     duration: Duration,
@@ -150,7 +169,7 @@ async fn load(
     let deadline = start + duration;
     let tasks: Vec<_> = chunks
         .into_iter()
-        .map(|chunk| tokio::spawn(connection(addr, chunk, deadline)))
+        .map(|chunk| tokio::spawn(connection(addr, chunk, start, deadline)))
         .collect();
     let mut outcome = Outcome {
         ok: 0,
@@ -158,11 +177,19 @@ async fn load(
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
     };
+    let mut trace = String::new();
     for task in tasks {
-        let (ok, errors, mut latencies) = task.await.unwrap();
+        let (ok, errors, mut latencies, sent_at) = task.await.unwrap();
+        for (sent, latency) in sent_at.iter().zip(&latencies) {
+            trace.push_str(&format!("{sent},{latency}\n"));
+        }
         outcome.ok += ok;
         outcome.errors += errors;
         outcome.latencies_us.append(&mut latencies);
+    }
+    if let Some(prefix) = std::env::var_os("BENCH_TRACE") {
+        let path = format!("{}-{label}-{connections}.csv", prefix.to_string_lossy());
+        std::fs::write(path, trace).unwrap();
     }
     outcome.elapsed = start.elapsed();
     outcome.latencies_us.sort_unstable();
@@ -172,14 +199,17 @@ async fn load(
 async fn connection(
     addr: SocketAddr,
     requests: Vec<Vec<u8>>,
+    start: Instant,
     deadline: Instant,
-) -> (usize, usize, Vec<u64>) {
+) -> (usize, usize, Vec<u64>, Vec<u64>) {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let (mut ok, mut errors, mut latencies) = (0, 0, Vec::new());
     let mut line = String::new();
+    let trace = std::env::var_os("BENCH_TRACE").is_some();
+    let mut sent_at = Vec::new();
     for request in requests {
         if Instant::now() >= deadline {
             break;
@@ -203,9 +233,12 @@ async fn connection(
         let mut body = vec![0; length];
         read.read_exact(&mut body).await.unwrap();
         latencies.push(sent.elapsed().as_micros() as u64);
+        if trace {
+            sent_at.push((sent - start).as_micros() as u64);
+        }
         if status_ok { ok += 1 } else { errors += 1 }
     }
-    (ok, errors, latencies)
+    (ok, errors, latencies, sent_at)
 }
 
 fn request(addr: SocketAddr, n: usize) -> Vec<u8> {
@@ -278,7 +311,9 @@ impl ServerProcess {
     fn salesbot(env: &HashMap<String, String>, dir: &Path) -> ServerProcess {
         let port = free_port();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_salesbot"))
+        let bin = std::env::var("BENCH_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_salesbot").to_string());
+        let child = Command::new(bin)
             .arg("serve")
             .env_clear()
             .envs(env)
