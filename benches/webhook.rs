@@ -291,7 +291,11 @@ fn environment(dir: &Path) -> HashMap<String, String> {
         dir,
         &[
             ("FACEBOOK_APP_SECRET", SECRET.into()),
-            ("RUST_LOG", "info".into()),
+            // The server's default: one access-log line per request.
+            (
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
         ],
     )
 }
