@@ -1,11 +1,12 @@
 //! Group commit: many writers, one flush round.
 //!
 //! Writers hand over the file they appended to (and, for a new file, its folder), then wait
-//! for a flush round that *started after* they did so. Whoever finds no round running starts
-//! one; it `fdatasync`s every file handed over since the last round, all at once, and releases
-//! everybody it covered. Nothing is acknowledged before it is on disk, and the request that
-//! starts a round does not pay for it alone: the rounds follow the load (see BENCHMARKS.md for
-//! the designs measured).
+//! for the round that takes it: one round at a time, each taking everything handed over
+//! since the last began, making it durable at once, and waking exactly the writers it
+//! covered. A round that ends with more work waiting queues the next behind the tasks already
+//! runnable, and that queue is how long the next round gathers: short when the server is
+//! idle, longer (so fewer, bigger rounds) when it is busy. Nothing is acknowledged before it
+//! is on disk (see BENCHMARKS.md for the designs measured).
 //!
 //! A round makes its writes durable one of two ways: the server's store appends their records
 //! to the [`Journal`] (one write, one flush, whatever the number of files); a store without a
@@ -22,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -38,23 +39,33 @@ pub(crate) enum Dirty {
     Journaled(Entry),
 }
 
+/// The writers of one round wait on it; the round says once how it ended.
+#[derive(Debug, Default)]
+struct Round {
+    done: Notify,
+    /// `true` once what the round took is on disk.
+    durable: OnceLock<bool>,
+}
+
 #[derive(Debug, Default)]
 struct Rounds {
     /// Handed over since the last round started.
     pending: Vec<Dirty>,
-    /// Rounds started so far.
-    started: u64,
+    /// The round that will take `pending`.
+    next: Arc<Round>,
+    /// Somebody waits for `next`, even with nothing handed over (after a failure).
+    wanted: bool,
+    /// A round task is queued or running.
+    scheduled: bool,
     /// Rounds finished so far (successfully or not).
     finished: u64,
-    running: bool,
-    /// The most recent round that failed; 0 for none.
-    last_failed: u64,
+    /// Whether the most recent round failed.
+    last_failed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     rounds: Mutex<Rounds>,
-    done: Notify,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -82,48 +93,36 @@ impl GroupSync {
 
     /// Returns once `dirty` (and everything handed over before it) is on disk.
     pub(crate) async fn commit(&self, dirty: Option<Dirty>) -> Result<(), StoreError> {
-        let ticket = {
+        let (round, start) = {
             let mut rounds = self.lock();
             rounds.pending.extend(dirty);
-            rounds.started + 1
+            rounds.wanted = true;
+            let start = !rounds.scheduled;
+            rounds.scheduled = true;
+            (Arc::clone(&rounds.next), start)
         };
-        loop {
-            let notified = self.inner.done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Decide under the lock, act without it.
-            let lead = {
-                let mut rounds = self.lock();
-                if rounds.finished >= ticket {
-                    return if rounds.last_failed >= ticket {
-                        Err(failure())
-                    } else {
-                        Ok(())
-                    };
-                }
-                if rounds.running {
-                    None
-                } else {
-                    rounds.running = true;
-                    rounds.started += 1;
-                    Some((rounds.started, std::mem::take(&mut rounds.pending)))
-                }
-            };
-            if let Some((round, batch)) = lead {
-                // Its own task: a caller that is cancelled (a client hanging up) must not
-                // leave a round marked running forever.
-                let (inner, journal) = (Arc::clone(&self.inner), self.journal.clone());
-                tokio::spawn(run_round(inner, journal, round, batch));
-            }
+        if start {
+            // Its own task: a caller that is cancelled (a client hanging up) must not leave
+            // the rounds stopped.
+            tokio::spawn(run_rounds(Arc::clone(&self.inner), self.journal.clone()));
+        }
+        // Registered before looking, so an ending between the look and the wait is not missed.
+        let notified = round.done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if round.durable.get().is_none() {
             notified.await;
+        }
+        match round.durable.get() {
+            Some(true) => Ok(()),
+            _ => Err(failure()),
         }
     }
 
     /// True when the latest round failed: what was written since may not be on disk, so even
     /// a request that writes nothing new must wait for a round that succeeds.
     pub(crate) fn last_failed(&self) -> bool {
-        let rounds = self.lock();
-        rounds.last_failed != 0 && rounds.last_failed == rounds.finished
+        self.lock().last_failed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
@@ -137,29 +136,44 @@ impl Inner {
     }
 }
 
-/// The journal is released before anyone is told: once every writer has returned, the store
-/// can be dropped and its journal opened again (a restart in the same process).
-async fn run_round(
-    inner: Arc<Inner>,
-    journal: Option<Arc<Journal>>,
-    round: u64,
-    batch: Vec<Dirty>,
-) {
-    let (outcome, batch) = flush(batch, journal).await;
-    let failed = outcome.is_err();
-    if let Err(err) = &outcome {
-        tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
-    }
-    {
-        let mut rounds = inner.lock();
-        rounds.running = false;
-        rounds.finished = round;
-        if failed {
-            rounds.last_failed = round;
-            rounds.pending.splice(0..0, batch);
+/// Runs rounds while anybody waits for one. Between two, it lets the tasks already runnable
+/// go first: the writers that join meanwhile go in the next round. The journal is released
+/// before anyone is told: once every writer has returned, the store can be dropped and its
+/// journal opened again (a restart in the same process).
+async fn run_rounds(inner: Arc<Inner>, mut journal: Option<Arc<Journal>>) {
+    loop {
+        let (round, batch) = {
+            let mut rounds = inner.lock();
+            rounds.wanted = false;
+            (
+                std::mem::take(&mut rounds.next),
+                std::mem::take(&mut rounds.pending),
+            )
+        };
+        let (outcome, batch) = flush(batch, journal.clone()).await;
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
         }
+        let again = {
+            let mut rounds = inner.lock();
+            rounds.finished += 1;
+            rounds.last_failed = outcome.is_err();
+            if outcome.is_err() {
+                rounds.pending.splice(0..0, batch);
+            }
+            rounds.scheduled = rounds.wanted;
+            rounds.wanted
+        };
+        if !again {
+            journal = None;
+        }
+        let _ = round.durable.set(outcome.is_ok());
+        round.done.notify_waiters();
+        if !again {
+            return;
+        }
+        tokio::task::yield_now().await;
     }
-    inner.done.notify_waiters();
 }
 
 /// Appends the round's records to the journal, and flushes every file of the round at once,
@@ -250,12 +264,11 @@ mod tests {
         }
         let rounds = sync.lock();
         assert!(
-            rounds.started >= 1 && rounds.started < 64,
+            rounds.finished >= 1 && rounds.finished < 64,
             "{} rounds for 64 commits",
-            rounds.started
+            rounds.finished
         );
-        assert_eq!(rounds.started, rounds.finished);
-        assert!(rounds.pending.is_empty());
+        assert!(rounds.pending.is_empty() && !rounds.wanted);
     }
 
     #[tokio::test]
