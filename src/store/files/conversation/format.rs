@@ -67,6 +67,17 @@ pub(super) struct Summary {
     pub count: usize,
 }
 
+impl Summary {
+    /// The summary of events already built.
+    pub(super) fn of(events: &[Value]) -> Summary {
+        Summary {
+            keys: events.iter().map(event_key).collect(),
+            last_timestamp: events.iter().filter_map(timestamp).max(),
+            count: events.len(),
+        }
+    }
+}
+
 /// Just the parts of an event a [`Summary`] needs; serde skips the rest without building it.
 #[derive(serde::Deserialize)]
 struct Peek<'a> {
@@ -316,12 +327,7 @@ mod tests {
             ev("m1", 6),
         ];
         let bytes = render(&events);
-        let parsed = parse(&bytes);
-        let expected = Summary {
-            keys: parsed.events.iter().map(event_key).collect(),
-            last_timestamp: parsed.events.iter().filter_map(timestamp).max(),
-            count: parsed.events.len(),
-        };
+        let expected = Summary::of(&parse(&bytes).events);
         assert_eq!(expected.count, 7);
         assert_eq!(expected.last_timestamp, Some(9));
         assert_eq!(summarize(&bytes), Some(expected));

@@ -33,8 +33,8 @@ use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 use format::{
-    EventKey, TAIL, as_json_array, keep_unseen, parse, render, render_append, sort_chronologically,
-    summarize, timestamp,
+    EventKey, Summary, TAIL, as_json_array, keep_unseen, parse, render, render_append,
+    sort_chronologically, summarize, timestamp,
 };
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
@@ -535,17 +535,25 @@ fn refresh<'a>(slot: &'a mut Slot, paths: &ConversationPaths) -> Result<&'a mut 
 /// Reads a file whole, repairing it first if a crash tore its tail.
 fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
     let bytes = fs::read(&paths.file).map_err(StoreError::io("read", &paths.file))?;
-    if let Some(summary) = summarize(&bytes) {
-        return Ok(Known {
-            fingerprint: stat(&paths.file)?,
-            file: None,
-            keys: summary.keys,
-            last_timestamp: summary.last_timestamp,
-            count: summary.count,
-            line_format: true,
-        });
-    }
-    let parsed = parse(&bytes);
+    let (summary, line_format) = match summarize(&bytes) {
+        Some(summary) => (summary, true),
+        None => repair(paths, &bytes)?,
+    };
+    Ok(Known {
+        fingerprint: stat(&paths.file)?,
+        file: None,
+        keys: summary.keys,
+        last_timestamp: summary.last_timestamp,
+        count: summary.count,
+        line_format,
+    })
+}
+
+/// What [`summarize`] refuses: parsed whole, and rewritten in line format when it was not a
+/// clean JSON array (a torn append, or damage, of which a copy is kept). Returns its summary
+/// and whether the file is now in line format.
+fn repair(paths: &ConversationPaths, bytes: &[u8]) -> Result<(Summary, bool), StoreError> {
+    let parsed = parse(bytes);
     if !parsed.clean {
         if parsed.damaged_before_end {
             // Not the trace of a torn append: keep the original for a human to look at.
@@ -558,7 +566,7 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
                     .unwrap_or("conversation"),
                 crate::store::unix_now()
             ));
-            write_atomic(&copy, &bytes)?;
+            write_atomic(&copy, bytes)?;
             tracing::error!(file = %paths.file.display(), copy = %copy.display(), dropped = parsed.dropped_lines,
                 "conversation file was damaged; kept a copy and rewrote the readable events");
         } else {
@@ -566,14 +574,10 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
         }
         write_atomic(&paths.file, &render(&parsed.events))?;
     }
-    Ok(Known {
-        fingerprint: stat(&paths.file)?,
-        file: None,
-        keys: parsed.events.iter().map(format::event_key).collect(),
-        last_timestamp: parsed.events.iter().filter_map(timestamp).max(),
-        count: parsed.events.len(),
-        line_format: parsed.line_format || !parsed.clean,
-    })
+    Ok((
+        Summary::of(&parsed.events),
+        parsed.line_format || !parsed.clean,
+    ))
 }
 
 /// The file of `len` bytes opened for an append over its closing `\n]\n`; `None` when it does
