@@ -141,8 +141,8 @@ type Key = (PageId, SenderId);
 
 /// What one update did to its file.
 struct Written {
-    /// The events that were new, in the order they were stored.
-    added: Vec<Value>,
+    /// How many events were new.
+    added: usize,
     /// Appended or created without fsync: durable only after a group flush.
     dirty: Option<Dirty>,
 }
@@ -151,7 +151,7 @@ impl Written {
     /// Every event was stored already.
     fn nothing() -> Written {
         Written {
-            added: Vec::new(),
+            added: 0,
             dirty: None,
         }
     }
@@ -226,7 +226,7 @@ impl Conversations {
                 }
             }
         };
-        let (added, dirty) = (written.added.len(), written.dirty);
+        let Written { added, dirty } = written;
         // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
         if dirty.is_some() || self.sync.last_failed() {
             self.sync.commit(dirty).await?;
@@ -270,7 +270,7 @@ impl Replay {
     ) -> Result<(), StoreError> {
         let slot = self.slots.entry(paths.file.clone()).or_default();
         let written = add_locked(slot, paths, events, None)?;
-        self.restored += written.added.len();
+        self.restored += written.added;
         if let Some(Dirty::File { new_in, .. }) = written.dirty {
             self.touched.insert(paths.file.clone());
             self.new_dirs.extend(new_in);
@@ -391,7 +391,7 @@ fn append_now(
     })?;
     known.file = file.counted.then_some(file);
     Ok(Ok(Written {
-        added: fresh,
+        added: fresh.len(),
         dirty: Some(dirty),
     }))
 }
@@ -426,7 +426,7 @@ fn slot_in_now(
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
     let dirty = pending(journal_as, paths, &wrote, None, || Ok(file))?;
     Ok(Ok(Written {
-        added: fresh,
+        added: fresh.len(),
         dirty: Some(dirty),
     }))
 }
@@ -506,7 +506,7 @@ fn add_waiting(
         .map(|(file, new_in, wrote)| pending(journal_as, paths, &wrote, new_in, || Ok(file)))
         .transpose()?;
     Ok(Written {
-        added: fresh,
+        added: fresh.len(),
         dirty,
     })
 }
