@@ -31,8 +31,7 @@ use std::sync::{Mutex, mpsc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::atomic::{ensure_dir, sync_dir};
-use super::fs_flush::FsFlush;
+use super::atomic::{ensure_dir, flush_paths, sync_dir};
 use crate::store::StoreError;
 
 /// Big enough that a segment is retired every few seconds under full load (so its files are
@@ -124,8 +123,6 @@ struct Writer {
     /// Segments prepared ahead by the housekeeper (zero-filling takes a while).
     spares: Receiver<std::io::Result<Segment>>,
     retired: Sender<Retired>,
-    /// For a checkpoint of the active segment (at shutdown).
-    flush: FsFlush,
 }
 
 /// The journal folder of a data folder.
@@ -213,27 +210,15 @@ impl Journal {
         let (spare_tx, spares) = mpsc::sync_channel(0);
         let (retired, retired_rx) = mpsc::channel();
         let folder = dir.to_path_buf();
-        // Each its own descriptor: a writeback error is reported once per descriptor.
-        let (flush, retired_flush) = (FsFlush::open(dir)?, FsFlush::open(dir)?);
         std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || {
-                housekeeper(
-                    folder,
-                    first + 1,
-                    segment_bytes,
-                    spare_tx,
-                    retired_rx,
-                    retired_flush,
-                )
-            })
+            .spawn(move || housekeeper(folder, first + 1, segment_bytes, spare_tx, retired_rx))
             .map_err(StoreError::io("start the housekeeper of", dir))?;
         Ok(Journal {
             writer: Mutex::new(Writer {
                 active: Active::new(segment),
                 spares,
                 retired,
-                flush,
             }),
             segment_bytes,
             _lock: lock,
@@ -270,8 +255,8 @@ impl Journal {
     /// holds: a replay reads nothing from it, and the journal goes on from its start.
     pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Writer { active, flush, .. } = &mut *writer;
-        flush.flush(&active.touched, &active.new_dirs)?;
+        let active = &mut writer.active;
+        flush_paths(&active.touched, &active.new_dirs)?;
         let path = &active.segment.path;
         zero(&active.segment.file, active.offset)
             .and_then(|()| active.segment.file.sync_data())
@@ -318,7 +303,6 @@ fn housekeeper(
     segment_bytes: u64,
     spares: SyncSender<std::io::Result<Segment>>,
     retired: Receiver<Retired>,
-    mut flush: FsFlush,
 ) {
     loop {
         let next = create_segment(&dir, seq, segment_bytes);
@@ -334,7 +318,7 @@ fn housekeeper(
         }
         seq += 1;
         let Ok(full) = retired.recv() else { return };
-        if let Err(err) = checkpoint(&full, &mut flush) {
+        if let Err(err) = checkpoint(&full) {
             // Kept: the next start-up replays it.
             tracing::error!(error = %err, segment = %full.segment.display(),
                 "cannot flush the files of a journal segment; it stays for replay");
@@ -344,8 +328,8 @@ fn housekeeper(
 
 /// Flushes every file a segment's records touched (and the folders of new files), then
 /// deletes the segment: its records are all in durable files now.
-fn checkpoint(full: &Retired, flush: &mut FsFlush) -> Result<(), StoreError> {
-    flush.flush(&full.touched, &full.new_dirs)?;
+fn checkpoint(full: &Retired) -> Result<(), StoreError> {
+    flush_paths(&full.touched, &full.new_dirs)?;
     fs::remove_file(&full.segment).map_err(StoreError::io("remove", &full.segment))
 }
 

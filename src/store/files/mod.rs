@@ -13,7 +13,6 @@
 
 mod atomic;
 mod conversation;
-mod fs_flush;
 mod group_sync;
 mod journal;
 mod metadata;
@@ -57,16 +56,14 @@ impl FileStore {
         let dir = journal::dir_of(data_dir);
         let lock = journal::lock(&dir)?;
         let mut store = FileStore::new(data_dir);
-        // Opened before the replay writes anything it flushes.
-        let mut flush = fs_flush::FsFlush::open(&dir)?;
-        store.recover(&dir, &mut flush)?;
+        store.recover(&dir)?;
         let journal = journal::Journal::start(&dir, lock, segment_bytes)?;
         store.conversations = Arc::new(Conversations::journaled(journal));
         Ok(store)
     }
 
     /// Replays every journal segment into the files, flushes them, deletes the segments.
-    fn recover(&self, dir: &Path, flush: &mut fs_flush::FsFlush) -> Result<(), StoreError> {
+    fn recover(&self, dir: &Path) -> Result<(), StoreError> {
         let segments = journal::segments(dir)?;
         let mut replay = conversation::Replay::default();
         let mut records = 0;
@@ -82,7 +79,7 @@ impl FileStore {
                 replay.add(&self.conversation_paths(&page, &customer), record.events)
             })?;
         }
-        let restored = replay.finish(flush)?;
+        let restored = replay.finish()?;
         for (_, path) in &segments {
             std::fs::remove_file(path).map_err(StoreError::io("remove", path))?;
         }

@@ -18,7 +18,7 @@ mod format;
 mod handles;
 mod near_tail;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -27,8 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::atomic::{create_unsynced, ensure_dir, write_atomic};
-use super::fs_flush::FsFlush;
+use super::atomic::{create_unsynced, ensure_dir, flush_paths, write_atomic};
 use super::group_sync::{Dirty, GroupSync};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
@@ -258,8 +257,8 @@ impl Conversations {
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     slots: HashMap<PathBuf, Slot>,
-    touched: HashSet<PathBuf>,
-    new_dirs: HashSet<PathBuf>,
+    touched: BTreeSet<PathBuf>,
+    new_dirs: BTreeSet<PathBuf>,
     restored: usize,
 }
 
@@ -280,8 +279,8 @@ impl Replay {
     }
 
     /// Flushes what was written; returns how many events the files had been missing.
-    pub(crate) fn finish(self, flush: &mut FsFlush) -> Result<usize, StoreError> {
-        flush.flush(&self.touched, &self.new_dirs)?;
+    pub(crate) fn finish(self) -> Result<usize, StoreError> {
+        flush_paths(&self.touched, &self.new_dirs)?;
         Ok(self.restored)
     }
 }
