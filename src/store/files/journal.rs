@@ -208,7 +208,8 @@ impl Journal {
         let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
         let segment = create_segment(dir, first, segment_bytes)
             .map_err(StoreError::io("create", dir.join(segment_name(first))))?;
-        let (spare_tx, spares) = mpsc::sync_channel(0);
+        // Room for the one spare made ahead: handing it over never waits for a rotation.
+        let (spare_tx, spares) = mpsc::sync_channel(1);
         let (retired, retired_rx) = mpsc::channel();
         let folder = dir.to_path_buf();
         std::thread::Builder::new()
@@ -297,7 +298,9 @@ impl Writer {
     }
 }
 
-/// Prepares the next segment, waits for a rotation to take it, then retires the full one.
+/// Keeps a spare segment ready for the next rotation and retires the full one each rotation
+/// hands over. The next spare is made before that checkpoint, so however long a checkpoint
+/// takes, no rotation (and so no journal round) waits for it.
 fn housekeeper(
     dir: PathBuf,
     mut seq: u64,
@@ -305,20 +308,29 @@ fn housekeeper(
     spares: SyncSender<std::io::Result<Segment>>,
     retired: Receiver<Retired>,
 ) {
-    loop {
+    // Returns once a spare is handed over; `false` when the journal is gone.
+    let mut prepare = || loop {
         let next = create_segment(&dir, seq, segment_bytes);
         let created = next.is_ok();
         if let Err(err) = &next {
             tracing::error!(error = %err, folder = %dir.display(), "cannot prepare the next journal segment");
         }
         if spares.send(next).is_err() {
-            return; // the journal is gone
+            return false;
         }
-        if !created {
-            continue;
+        if created {
+            seq += 1;
+            return true;
         }
-        seq += 1;
-        let Ok(full) = retired.recv() else { return };
+    };
+    if !prepare() {
+        return;
+    }
+    // The rotation that hands a full segment over has taken the spare.
+    while let Ok(full) = retired.recv() {
+        if !prepare() {
+            return;
+        }
         if let Err(err) = checkpoint(&full) {
             // Kept: the next start-up replays it.
             tracing::error!(error = %err, segment = %full.segment.display(),
@@ -327,8 +339,8 @@ fn housekeeper(
     }
 }
 
-/// How long a checkpoint may stretch itself by pausing (see [`checkpoint`]); well under the
-/// few seconds a segment lasts at full load, so the next spare is always ready in time.
+/// How long a checkpoint may stretch itself by pausing (see [`checkpoint`]): under a
+/// segment's life at full load here (~2.5 s), so checkpoints do not pile up.
 const CHECKPOINT_PAUSES: Duration = Duration::from_secs(1);
 
 /// Flushes every file a segment's records touched (and the folders of new files), then
