@@ -76,14 +76,18 @@ pub(crate) fn flush_paths<'a>(
     files: impl IntoIterator<Item = &'a PathBuf>,
     new_dirs: impl IntoIterator<Item = &'a PathBuf>,
 ) -> Result<(), StoreError> {
-    for path in files {
-        match File::open(path) {
-            Ok(file) => file.sync_data().map_err(StoreError::io("sync", path))?,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(StoreError::io("open", path)(err)),
-        }
-    }
+    files.into_iter().try_for_each(|path| flush_file(path))?;
     new_dirs.into_iter().try_for_each(|dir| sync_dir(dir))
+}
+
+/// Flushes one file written earlier without a sync; one gone since is skipped (see
+/// [`flush_paths`]).
+pub(crate) fn flush_file(path: &Path) -> Result<(), StoreError> {
+    match File::open(path) {
+        Ok(file) => file.sync_data().map_err(StoreError::io("sync", path)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::io("open", path)(err)),
+    }
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
