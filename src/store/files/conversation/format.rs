@@ -15,6 +15,8 @@ use std::collections::HashSet;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::recent_keys::RecentKeys;
+
 /// The bytes every file in line format ends with; an append overwrites them.
 pub(super) const TAIL: &[u8] = b"\n]\n";
 
@@ -60,21 +62,35 @@ fn number_timestamp(ts: &serde_json::Number) -> Option<i64> {
 }
 
 /// What reading a file must learn for later appends.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 pub(super) struct Summary {
-    pub keys: HashSet<EventKey>,
+    pub keys: RecentKeys,
     pub last_timestamp: Option<i64>,
     pub count: usize,
 }
 
 impl Summary {
-    /// The summary of events already built.
-    pub(super) fn of(events: &[Value]) -> Summary {
+    fn empty(keys: RecentKeys) -> Summary {
         Summary {
-            keys: events.iter().map(event_key).collect(),
-            last_timestamp: events.iter().filter_map(timestamp).max(),
-            count: events.len(),
+            keys,
+            last_timestamp: None,
+            count: 0,
         }
+    }
+
+    /// The summary of events already built, noting their keys in `keys`.
+    pub(super) fn of(events: &[Value], keys: RecentKeys) -> Summary {
+        let mut summary = Summary::empty(keys);
+        for event in events {
+            summary.add(event_key(event), timestamp(event));
+        }
+        summary
+    }
+
+    fn add(&mut self, key: EventKey, ts: Option<i64>) {
+        self.keys.note_key(key, ts);
+        self.count += 1;
+        self.last_timestamp = self.last_timestamp.max(ts);
     }
 }
 
@@ -95,9 +111,9 @@ struct PeekMessage<'a> {
 /// The summary of a file in line format that parses cleanly, without building its events
 /// (what a server's first append to each conversation after a start-up pays for, a
 /// conversation at a time); `None` for anything else, which [`parse`] handles.
-pub(super) fn summarize(bytes: &[u8]) -> Option<Summary> {
+pub(super) fn summarize(bytes: &[u8], keys: RecentKeys) -> Option<Summary> {
     let body = bytes.strip_prefix(b"[\n")?.strip_suffix(TAIL)?;
-    let mut summary = Summary::default();
+    let mut summary = Summary::empty(keys);
     let mut lines = body.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         let event = match lines.peek() {
@@ -105,9 +121,7 @@ pub(super) fn summarize(bytes: &[u8]) -> Option<Summary> {
             None => line,
         };
         let (key, ts) = peek(event)?;
-        summary.keys.insert(key);
-        summary.count += 1;
-        summary.last_timestamp = summary.last_timestamp.max(ts);
+        summary.add(key, ts);
     }
     Some(summary)
 }
@@ -142,11 +156,18 @@ pub(super) fn sort_chronologically(events: &mut Vec<Value>) {
     events.extend(keyed.into_iter().map(|(_, event)| event));
 }
 
-/// Drops events already in `known` or repeated within `events`, adding the keys of the rest.
-pub(super) fn keep_unseen(events: Vec<Value>, known: &mut HashSet<EventKey>) -> Vec<Value> {
+/// Drops events `stored` already or repeated within `events`.
+pub(super) fn keep_unseen(
+    events: impl IntoIterator<Item = Value>,
+    stored: impl Fn(&EventKey) -> bool,
+) -> Vec<Value> {
+    let mut batch = HashSet::new();
     events
         .into_iter()
-        .filter(|event| known.insert(event_key(event)))
+        .filter(|event| {
+            let key = event_key(event);
+            !stored(&key) && batch.insert(key)
+        })
         .collect()
 }
 
@@ -327,10 +348,15 @@ mod tests {
             ev("m1", 6),
         ];
         let bytes = render(&events);
-        let expected = Summary::of(&parse(&bytes).events);
+        let expected = Summary::of(&parse(&bytes).events, RecentKeys::complete());
         assert_eq!(expected.count, 7);
         assert_eq!(expected.last_timestamp, Some(9));
-        assert_eq!(summarize(&bytes), Some(expected));
+        let summary = summarize(&bytes, RecentKeys::complete()).expect("line format");
+        assert_eq!(
+            (summary.count, summary.last_timestamp),
+            (expected.count, expected.last_timestamp)
+        );
+        assert_eq!(summary.keys.into_keys(), expected.keys.into_keys());
     }
 
     #[test]
@@ -342,7 +368,8 @@ mod tests {
         let missing_comma = b"[\n{\"a\":1}\n{\"b\":2}\n]\n";
         let trailing_comma = b"[\n{\"a\":1},\n]\n";
         for bad in [torn, &single_line, &pretty, missing_comma, trailing_comma] {
-            assert_eq!(summarize(bad), None, "{}", String::from_utf8_lossy(bad));
+            let summary = summarize(bad, RecentKeys::complete());
+            assert!(summary.is_none(), "{}", String::from_utf8_lossy(bad));
         }
     }
 

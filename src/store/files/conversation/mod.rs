@@ -17,6 +17,7 @@
 mod format;
 mod handles;
 mod near_tail;
+mod recent_keys;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +39,7 @@ use format::{
 };
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
+use recent_keys::RecentKeys;
 
 /// How many conversations keep their message ids in memory while idle.
 const CACHED_CONVERSATIONS: usize = 1024;
@@ -71,20 +73,32 @@ impl Fingerprint {
 }
 
 /// What this process knows about a file, valid while the fingerprint matches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Known {
     /// `None`: the file does not exist.
     fingerprint: Option<Fingerprint>,
     /// The file itself, kept open by the fast path while `fingerprint` is current, so an
     /// append costs no `open`/`close` (their path walks were ~10% of the webhook's CPU).
     file: Option<Kept>,
-    keys: HashSet<EventKey>,
+    keys: RecentKeys,
     last_timestamp: Option<i64>,
     count: usize,
     line_format: bool,
 }
 
 impl Known {
+    /// What is known of a file that does not exist.
+    fn absent(keys: RecentKeys) -> Known {
+        Known {
+            fingerprint: None,
+            file: None,
+            keys,
+            last_timestamp: None,
+            count: 0,
+            line_format: false,
+        }
+    }
+
     /// Whether `events` can go after the last stored event: the file is in line format and
     /// none of them is older (an older one takes the rewrite, to keep the file in time order).
     fn appendable(&self, events: &[Value]) -> bool {
@@ -110,6 +124,9 @@ impl Known {
         if inode(fingerprint) != inode(self.fingerprint) {
             self.file = None; // a handle of the file this one replaced
         }
+        for event in fresh {
+            self.keys.note(event);
+        }
         self.count += fresh.len();
         self.last_timestamp = fresh
             .iter()
@@ -126,6 +143,18 @@ struct Slot {
     known: Option<Known>,
     /// The conversation's lock file, kept open by the fast path between updates.
     lock: Option<Kept>,
+    /// Keep every key of the file in memory, not only the recent ones: for a pass over many
+    /// records of the same files, each of which would otherwise re-read its file.
+    every_key: bool,
+}
+
+impl Slot {
+    fn new_keys(&self) -> fn() -> RecentKeys {
+        match self.every_key {
+            true => RecentKeys::complete,
+            false => RecentKeys::bounded,
+        }
+    }
 }
 
 type SlotHandle = Arc<tokio::sync::Mutex<Slot>>;
@@ -268,7 +297,13 @@ impl Replay {
         paths: &ConversationPaths,
         events: Vec<Value>,
     ) -> Result<(), StoreError> {
-        let slot = self.slots.entry(paths.file.clone()).or_default();
+        let slot = self
+            .slots
+            .entry(paths.file.clone())
+            .or_insert_with(|| Slot {
+                every_key: true,
+                ..Slot::default()
+            });
         let written = add_locked(slot, paths, events, None)?;
         self.restored += written.added;
         if let Some(Dirty::File { new_in, .. }) = written.dirty {
@@ -328,14 +363,15 @@ fn append_now(
     events: Vec<Value>,
     journal_as: Option<&Key>,
 ) -> Result<Result<Written, Vec<Value>>, StoreError> {
-    let Slot { known, lock } = slot;
+    let Slot { known, lock, .. } = slot;
     let Some(known) = known.as_mut() else {
         return Ok(Err(events));
     };
     let appendable = known.appendable(&events);
     // Slotting a late event in near the end is page-cache work too.
     let late_ok = known.can_slot_in(journal_as.is_some());
-    let (Some(fingerprint), true) = (known.fingerprint, appendable || late_ok) else {
+    let decided = known.keys.decides(&events);
+    let (Some(fingerprint), true) = (known.fingerprint, decided && (appendable || late_ok)) else {
         return Ok(Err(events));
     };
     // A lock file someone deleted would no longer exclude anybody: open the current one.
@@ -376,7 +412,7 @@ fn append_now(
             .map(Kept::new)
             .map_err(StoreError::io("open", &paths.file))?,
     };
-    let mut fresh = keep_unseen(events, &mut known.keys);
+    let mut fresh = keep_unseen(events, |key| known.keys.contains(key));
     if fresh.is_empty() {
         return Ok(Ok(Written::nothing()));
     }
@@ -405,16 +441,8 @@ fn slot_in_now(
     events: Vec<Value>,
     journal_as: Option<&Key>,
 ) -> Result<Result<Written, Vec<Value>>, StoreError> {
-    // Deduplicated without touching `known` until the write is done.
-    let mut new_keys = HashSet::new();
-    let mut fresh: Vec<Value> = events
-        .iter()
-        .filter(|event| {
-            let key = format::event_key(event);
-            !known.keys.contains(&key) && new_keys.insert(key)
-        })
-        .cloned()
-        .collect();
+    // `events` stay whole for the caller should the place be further back.
+    let mut fresh = keep_unseen(events.iter().cloned(), |key| known.keys.contains(key));
     if fresh.is_empty() {
         return Ok(Ok(Written::nothing()));
     }
@@ -422,7 +450,6 @@ fn slot_in_now(
     let Some((file, wrote)) = insert_near_tail(&paths.file, len, &fresh)? else {
         return Ok(Err(events));
     };
-    known.keys.extend(new_keys);
     known.stored(&fresh, fingerprint_of(&file, &paths.file)?);
     let dirty = pending(journal_as, paths, &wrote, None, || Ok(file))?;
     Ok(Ok(Written {
@@ -449,8 +476,15 @@ fn add_waiting(
     // Released when `lock` is closed at the end of this function.
     lock.lock().map_err(StoreError::io("lock", &paths.lock))?;
 
+    let new_keys = slot.new_keys();
     let known = refresh(slot, paths)?;
-    let mut fresh = keep_unseen(events, &mut known.keys);
+    let mut fresh = if known.keys.decides(&events) {
+        keep_unseen(events, |key| known.keys.contains(key))
+    } else {
+        // A repeat of a key forgotten is possible: the file decides.
+        let stored = keys_on_disk(&paths.file)?;
+        keep_unseen(events, |key| stored.contains(key))
+    };
     if fresh.is_empty() {
         return Ok(Written::nothing());
     }
@@ -490,10 +524,12 @@ fn add_waiting(
             let on_disk: HashSet<EventKey> = all.iter().map(format::event_key).collect();
             fresh.retain(|e| !on_disk.contains(&format::event_key(e)));
             known.count = all.len();
-            known.keys.extend(on_disk);
             all.extend(fresh.iter().cloned());
             sort_chronologically(&mut all);
             write_atomic(&paths.file, &render(&all))?;
+            // The most recent keys are those of the file's last events, now it is in order.
+            known.keys = new_keys();
+            all.iter().for_each(|event| known.keys.note(event));
             None
         }
     };
@@ -521,23 +557,24 @@ fn open_lock(paths: &ConversationPaths) -> std::io::Result<File> {
 
 /// Brings `slot` up to date with the file, re-reading it only when someone else changed it.
 fn refresh<'a>(slot: &'a mut Slot, paths: &ConversationPaths) -> Result<&'a mut Known, StoreError> {
+    let new_keys = slot.new_keys();
     let current = stat(&paths.file)?;
     let valid = matches!(&slot.known, Some(known) if known.fingerprint == current);
     if !valid {
         slot.known = Some(match current {
-            None => Known::default(),
-            Some(_) => load(paths)?,
+            None => Known::absent(new_keys()),
+            Some(_) => load(paths, new_keys)?,
         });
     }
     Ok(slot.known.as_mut().expect("set just above"))
 }
 
 /// Reads a file whole, repairing it first if a crash tore its tail.
-fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
+fn load(paths: &ConversationPaths, new_keys: fn() -> RecentKeys) -> Result<Known, StoreError> {
     let bytes = fs::read(&paths.file).map_err(StoreError::io("read", &paths.file))?;
-    let (summary, line_format) = match summarize(&bytes) {
+    let (summary, line_format) = match summarize(&bytes, new_keys()) {
         Some(summary) => (summary, true),
-        None => repair(paths, &bytes)?,
+        None => repair(paths, &bytes, new_keys())?,
     };
     Ok(Known {
         fingerprint: stat(&paths.file)?,
@@ -552,7 +589,11 @@ fn load(paths: &ConversationPaths) -> Result<Known, StoreError> {
 /// What [`summarize`] refuses: parsed whole, and rewritten in line format when it was not a
 /// clean JSON array (a torn append, or damage, of which a copy is kept). Returns its summary
 /// and whether the file is now in line format.
-fn repair(paths: &ConversationPaths, bytes: &[u8]) -> Result<(Summary, bool), StoreError> {
+fn repair(
+    paths: &ConversationPaths,
+    bytes: &[u8],
+    keys: RecentKeys,
+) -> Result<(Summary, bool), StoreError> {
     let parsed = parse(bytes);
     if !parsed.clean {
         if parsed.damaged_before_end {
@@ -575,7 +616,7 @@ fn repair(paths: &ConversationPaths, bytes: &[u8]) -> Result<(Summary, bool), St
         write_atomic(&paths.file, &render(&parsed.events))?;
     }
     Ok((
-        Summary::of(&parsed.events),
+        Summary::of(&parsed.events, keys),
         parsed.line_format || !parsed.clean,
     ))
 }
@@ -608,6 +649,15 @@ fn write_at_tail(file: &File, path: &Path, len: u64, rendered: &[u8]) -> Result<
 fn fingerprint_of(file: &File, path: &Path) -> Result<Option<Fingerprint>, StoreError> {
     let meta = file.metadata().map_err(StoreError::io("inspect", path))?;
     Ok(Some(Fingerprint::of(&meta)))
+}
+
+/// Every key in the file: what decides an event [`RecentKeys`] cannot.
+fn keys_on_disk(path: &Path) -> Result<HashSet<EventKey>, StoreError> {
+    let bytes = fs::read(path).map_err(StoreError::io("read", path))?;
+    Ok(match summarize(&bytes, RecentKeys::complete()) {
+        Some(summary) => summary.keys.into_keys(),
+        None => parse(&bytes).events.iter().map(format::event_key).collect(),
+    })
 }
 
 fn read_events(path: &Path) -> Result<Vec<Value>, StoreError> {

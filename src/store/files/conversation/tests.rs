@@ -443,3 +443,63 @@ async fn a_kept_lock_file_that_was_deleted_is_not_trusted() {
     assert_eq!(writer.await.unwrap().unwrap(), 1);
     assert_eq!(mids(&parse_file(&store)), ["m1", "m2", "m3"]);
 }
+
+/// A cached conversation keeps the keys of its recent events only; what it forgot is still
+/// deduplicated, against the file: with a journal (late events slotted in place) and without
+/// (late events rewrite the file).
+#[tokio::test]
+async fn a_long_conversation_keeps_only_recent_keys_and_still_stores_each_event_once() {
+    for journaled in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = match journaled {
+            true => FileStore::with_journal(dir.path()).unwrap(),
+            false => FileStore::new(dir.path()),
+        };
+        forgotten_keys_are_checked_against_the_file(&store).await;
+    }
+}
+
+async fn forgotten_keys_are_checked_against_the_file(store: &FileStore) {
+    use super::recent_keys::KEPT;
+
+    let (page, sender) = ids();
+    let add = |events: Vec<Value>| store.add_to_conversation(&page, &sender, events);
+    let kept = || {
+        let slots = store.conversations.slots.lock().unwrap();
+        let slot = slots[&ids()].try_lock().unwrap();
+        slot.known.as_ref().map(|known| known.keys.len())
+    };
+    let total = 4 * KEPT as i64;
+    for i in 0..total {
+        let ts = 1000 + 10 * i;
+        assert_eq!(add(vec![message(&format!("m{i}"), ts)]).await.unwrap(), 1);
+    }
+    assert_eq!(kept(), Some(KEPT));
+
+    // Redeliveries, forgotten or not, alone or beside a new event: none stored twice.
+    for i in [
+        0,
+        1,
+        total - KEPT as i64 - 1,
+        total - KEPT as i64,
+        total - 1,
+    ] {
+        let again = message(&format!("m{i}"), 1000 + 10 * i);
+        assert_eq!(add(vec![again]).await.unwrap(), 0, "m{i}");
+    }
+    let newer = message("new", 1000 + 10 * total);
+    let forgotten = message(
+        &format!("m{}", total - KEPT as i64 - 1),
+        1000 + 10 * (total - KEPT as i64 - 1),
+    );
+    assert_eq!(add(vec![forgotten, newer]).await.unwrap(), 1);
+    // New but older than every key kept: stored once, in its place.
+    assert_eq!(add(vec![message("late", 1005)]).await.unwrap(), 1);
+    assert_eq!(add(vec![message("late", 1005)]).await.unwrap(), 0);
+
+    let stored = mids(&parse_file(store));
+    assert_eq!(stored.len(), total as usize + 2);
+    assert_eq!(&stored[..3], ["m0", "late", "m1"]);
+    assert_eq!(stored.last().map(String::as_str), Some("new"));
+    assert!(kept().is_some_and(|n| n <= KEPT + 1));
+}
