@@ -67,7 +67,7 @@ fn serve_reports_its_port_answers_and_stops_on_sigterm() {
     use std::io::{Read, Write};
     write!(
         stream,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /healthz?code=oauth-code-in-a-query HTTP/1.1\r\nHost: x\r\nX-Request-Id: req-7\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -111,6 +111,22 @@ fn serve_reports_its_port_answers_and_stops_on_sigterm() {
         "{all}"
     );
     assert!(!all.contains("test-state-secret") && !all.contains("test-facebook-app-secret"));
+    // One access line per request, with its id, and the path without its query.
+    let access: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("salesbot::access"))
+        .collect();
+    assert_eq!(access.len(), 1, "{all}");
+    for part in [
+        "INFO",
+        "method=GET",
+        "path=/healthz",
+        "status=200",
+        "request_id=req-7",
+    ] {
+        assert!(access[0].contains(part), "{part} in {}", access[0]);
+    }
+    assert!(!all.contains("oauth-code-in-a-query"), "{all}");
 }
 
 /// A failed assertion must not leave a server running (it would also hold the test's output
