@@ -25,8 +25,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -104,6 +105,7 @@ struct Active {
     offset: u64,
     touched: HashSet<PathBuf>,
     new_dirs: HashSet<PathBuf>,
+    since: Instant,
 }
 
 /// A full segment handed to the housekeeper: flush what it touched, then delete it.
@@ -112,12 +114,58 @@ struct Retired {
     segment: PathBuf,
     touched: HashSet<PathBuf>,
     new_dirs: HashSet<PathBuf>,
+    /// How long the segment took to fill: about how long its checkpoint may take.
+    life: Duration,
 }
+
+/// The full segments handed to the housekeeper and not yet checkpointed, shared with the
+/// journal: it tells a checkpoint when to stop pacing itself, and shutdown when all is done.
+#[derive(Debug, Default)]
+struct Backlog {
+    unfinished: Mutex<usize>,
+    finished: Condvar,
+    stopping: AtomicBool,
+}
+
+impl Backlog {
+    fn handed_over(&self) {
+        *self.count() += 1;
+    }
+
+    fn checkpointed(&self) {
+        *self.count() -= 1;
+        self.finished.notify_all();
+    }
+
+    /// Another full segment is waiting behind the one in progress, or the server is stopping.
+    fn in_a_hurry(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed) || *self.count() > 1
+    }
+
+    /// Waits up to `limit` for every segment handed over to be checkpointed; `false` if some
+    /// are left (the next start replays them).
+    fn wait_until_empty(&self, limit: Duration) -> bool {
+        let (count, _) = self
+            .finished
+            .wait_timeout_while(self.count(), limit, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *count == 0
+    }
+
+    fn count(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.unfinished.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How long shutdown waits for a full segment's checkpoint in progress (at full speed once the
+/// server is stopping: about half a second for 1,000 files here).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub(crate) struct Journal {
     writer: Mutex<Writer>,
     segment_bytes: u64,
+    backlog: Arc<Backlog>,
     /// Held for the journal's lifetime: a second server on the same DATA_DIR must not start.
     _lock: File,
 }
@@ -128,6 +176,7 @@ struct Writer {
     /// Segments prepared ahead by the housekeeper (zero-filling takes a while).
     spares: Receiver<std::io::Result<Segment>>,
     retired: Sender<Retired>,
+    backlog: Arc<Backlog>,
 }
 
 /// The journal folder of a data folder.
@@ -216,17 +265,28 @@ impl Journal {
         let (spare_tx, spares) = mpsc::sync_channel(1);
         let (retired, retired_rx) = mpsc::channel();
         let folder = dir.to_path_buf();
+        let backlog = Arc::new(Backlog::default());
+        let housekeeping = Housekeeping {
+            dir: folder,
+            seq: first + 1,
+            segment_bytes,
+            spares: spare_tx,
+            retired: retired_rx,
+            backlog: Arc::clone(&backlog),
+        };
         std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || housekeeper(folder, first + 1, segment_bytes, spare_tx, retired_rx))
+            .spawn(move || housekeeping.run())
             .map_err(StoreError::io("start the housekeeper of", dir))?;
         Ok(Journal {
             writer: Mutex::new(Writer {
                 active: Active::new(segment),
                 spares,
                 retired,
+                backlog: Arc::clone(&backlog),
             }),
             segment_bytes,
+            backlog,
             _lock: lock,
         })
     }
@@ -259,17 +319,28 @@ impl Journal {
 
     /// Flushes the files the active segment's records touched, then zeroes what the segment
     /// holds: a replay reads nothing from it, and the journal goes on from its start.
+    ///
+    /// Asked at shutdown: a full segment's checkpoint in progress stops pacing itself, and is
+    /// waited for, so the next start has nothing to replay.
     pub(crate) fn checkpoint(&self) -> Result<(), StoreError> {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let active = &mut writer.active;
-        flush_paths(&active.touched, &active.new_dirs)?;
-        let path = &active.segment.path;
-        zero(&active.segment.file, active.offset)
-            .and_then(|()| active.segment.file.sync_data())
-            .map_err(StoreError::io("empty", path))?;
-        active.offset = 0;
-        active.touched.clear();
-        active.new_dirs.clear();
+        self.backlog.stopping.store(true, Ordering::Relaxed);
+        {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let active = &mut writer.active;
+            flush_paths(&active.touched, &active.new_dirs)?;
+            let path = &active.segment.path;
+            zero(&active.segment.file, active.offset)
+                .and_then(|()| active.segment.file.sync_data())
+                .map_err(StoreError::io("empty", path))?;
+            active.offset = 0;
+            active.touched.clear();
+            active.new_dirs.clear();
+        }
+        if !self.backlog.wait_until_empty(SHUTDOWN_WAIT) {
+            tracing::warn!(
+                "a full journal segment is still being flushed into its files; the next start replays it"
+            );
+        }
         Ok(())
     }
 }
@@ -281,6 +352,7 @@ impl Active {
             offset: 0,
             touched: HashSet::new(),
             new_dirs: HashSet::new(),
+            since: Instant::now(),
         }
     }
 }
@@ -293,75 +365,92 @@ impl Writer {
             .recv()
             .map_err(|_| std::io::Error::other("the journal housekeeper stopped"))??;
         let full = std::mem::replace(&mut self.active, Active::new(next));
-        let _ = self.retired.send(Retired {
+        self.backlog.handed_over();
+        let handed = self.retired.send(Retired {
             segment: full.segment.path,
             touched: full.touched,
             new_dirs: full.new_dirs,
+            life: full.since.elapsed(),
         });
+        if handed.is_err() {
+            // No housekeeper: the segment stays for the next start to replay.
+            self.backlog.checkpointed();
+        }
         Ok(())
     }
 }
 
-/// Keeps a spare segment ready for the next rotation and retires the full one each rotation
-/// hands over. The next spare is made before that checkpoint, so however long a checkpoint
-/// takes, no rotation (and so no journal round) waits for it.
-fn housekeeper(
+/// The journal's own thread: keeps a spare segment ready for the next rotation and retires
+/// the full one each rotation hands over. The next spare is made before that checkpoint, so
+/// however long a checkpoint takes, no rotation (and so no journal round) waits for it.
+struct Housekeeping {
     dir: PathBuf,
-    mut seq: u64,
+    seq: u64,
     segment_bytes: u64,
     spares: SyncSender<std::io::Result<Segment>>,
     retired: Receiver<Retired>,
-) {
-    // Returns once a spare is handed over; `false` when the journal is gone.
-    let mut prepare = || loop {
-        let next = create_segment(&dir, seq, segment_bytes);
-        let created = next.is_ok();
-        if let Err(err) = &next {
-            tracing::error!(error = %err, folder = %dir.display(), "cannot prepare the next journal segment");
-        }
-        if spares.send(next).is_err() {
-            return false;
-        }
-        if created {
-            seq += 1;
-            return true;
-        }
-    };
-    if !prepare() {
-        return;
-    }
-    // The rotation that hands a full segment over has taken the spare.
-    while let Ok(full) = retired.recv() {
-        if !prepare() {
+    backlog: Arc<Backlog>,
+}
+
+impl Housekeeping {
+    fn run(mut self) {
+        if !self.prepare() {
             return;
         }
-        if let Err(err) = checkpoint(&full) {
-            // Kept: the next start-up replays it.
-            tracing::error!(error = %err, segment = %full.segment.display(),
-                "cannot flush the files of a journal segment; it stays for replay");
+        // The rotation that hands a full segment over has taken the spare.
+        while let Ok(full) = self.retired.recv() {
+            if !self.prepare() {
+                return;
+            }
+            if let Err(err) = checkpoint(&full, &self.backlog) {
+                // Kept: the next start-up replays it.
+                tracing::error!(error = %err, segment = %full.segment.display(),
+                    "cannot flush the files of a journal segment; it stays for replay");
+            }
+            self.backlog.checkpointed();
+        }
+    }
+
+    /// Returns once a spare is handed over; `false` when the journal is gone.
+    fn prepare(&mut self) -> bool {
+        loop {
+            let next = create_segment(&self.dir, self.seq, self.segment_bytes);
+            let created = next.is_ok();
+            if let Err(err) = &next {
+                tracing::error!(error = %err, folder = %self.dir.display(), "cannot prepare the next journal segment");
+            }
+            if self.spares.send(next).is_err() {
+                return false;
+            }
+            if created {
+                self.seq += 1;
+                return true;
+            }
         }
     }
 }
 
-/// How long a checkpoint may stretch itself by pausing (see [`checkpoint`]): well under a
-/// segment's life at full load here (~10 s), so checkpoints do not pile up.
-const CHECKPOINT_PAUSES: Duration = Duration::from_secs(1);
+/// The longest a checkpoint spreads its flushes over, however slowly its segment filled: what
+/// it has not flushed yet is replayed after a crash, and a replay should stay short.
+const MAX_SPREAD: Duration = Duration::from_secs(30);
 
 /// Flushes every file a segment's records touched (and the folders of new files), then
 /// deletes the segment: its records are all in durable files now.
 ///
-/// After each file it pauses as long as that flush took (up to [`CHECKPOINT_PAUSES`] in
-/// all): every `fdatasync` is a device flush, and the journal's round flushes queue behind
+/// Paced: every `fdatasync` is a device flush, and the journal's round flushes queue behind
 /// those in progress. Back to back, ~1,000 of them held the rounds' p99 at 10 ms for half a
-/// second per segment; paced, the webhook's p99 fell in every measured pair (BENCHMARKS.md).
-fn checkpoint(full: &Retired) -> Result<(), StoreError> {
-    let mut pauses = CHECKPOINT_PAUSES;
+/// second per segment. So the flushes are spread over half the time the segment took to fill
+/// (the next one takes about as long), each followed by a pause at least as long as it took,
+/// until another segment is waiting or the server is stopping (BENCHMARKS.md).
+fn checkpoint(full: &Retired, backlog: &Backlog) -> Result<(), StoreError> {
+    let files = u32::try_from(full.touched.len()).unwrap_or(u32::MAX).max(1);
+    let spread = (full.life / 2).min(MAX_SPREAD) / files;
     for path in &full.touched {
         let started = Instant::now();
         flush_file(path)?;
-        let pause = started.elapsed().min(pauses);
-        pauses -= pause;
-        std::thread::sleep(pause);
+        if !backlog.in_a_hurry() {
+            std::thread::sleep(started.elapsed().max(spread));
+        }
     }
     full.new_dirs.iter().try_for_each(|dir| sync_dir(dir))?;
     fs::remove_file(&full.segment).map_err(StoreError::io("remove", &full.segment))

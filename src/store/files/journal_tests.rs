@@ -230,3 +230,36 @@ async fn late_events_find_their_place_however_far_back() {
     let now = on_disk(&store, &who);
     assert_eq!((now[0].as_str(), now.len()), ("m3", 105));
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_a_paced_checkpoint_so_nothing_is_left_to_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal_segments(dir.path(), 4096).unwrap();
+    let customers: Vec<_> = (0..5).map(customer).collect();
+    // A segment that took ~1 s to fill: its checkpoint spreads its flushes over ~0.5 s.
+    let mut n = 0;
+    while segment_count(dir.path()) < 3 {
+        assert!(n < 1000, "the first segment never filled");
+        store
+            .add_to_conversation(&page(), &customers[n % 5], vec![message(n, n as i64)])
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Retired, new spare made, checkpoint under way: the shutdown's checkpoint waits for it.
+    store.checkpoint().await.unwrap();
+    assert_eq!(
+        segment_count(dir.path()),
+        2,
+        "the active segment and the spare"
+    );
+    assert_eq!(records_in_journal(dir.path()), 0);
+    for (i, who) in customers.iter().enumerate() {
+        let expected: Vec<String> = (0..n)
+            .filter(|k| k % 5 == i)
+            .map(|k| format!("m{k}"))
+            .collect();
+        assert_eq!(on_disk(&store, who), expected);
+    }
+}
