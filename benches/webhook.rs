@@ -101,7 +101,11 @@ async fn run(duration: Duration) {
         );
         acknowledged += s.ok;
         unanswered += s.unanswered;
-        server.stop();
+        if connections == 64 {
+            restart_after_crash(&env, dir.path(), server);
+        } else {
+            server.stop();
+        }
     }
     let stored = count_stored(dir.path());
     // Requests still in flight when a run stopped may be stored without being acknowledged.
@@ -120,6 +124,39 @@ async fn run(duration: Duration) {
     );
 
     append_costs().await;
+}
+
+/// Kills the server as a crash would, right after the load, and times the next start: it
+/// replays what the journal holds before it listens again. The check of every acknowledged
+/// message against the files comes after, so it covers the replay too.
+fn restart_after_crash(env: &HashMap<String, String>, dir: &Path, mut server: ServerProcess) {
+    server.kill();
+    let journal = dir.join(".salesbot/journal");
+    let segments = std::fs::read_dir(&journal)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .count()
+        })
+        .unwrap_or(0);
+    let started = Instant::now();
+    let mut restarted = ServerProcess::salesbot(env, dir);
+    let took = started.elapsed();
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let records = log
+        .lines()
+        .find(|l| l.contains("replayed the journal"))
+        .and_then(|l| l.split("records=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("0")
+        .to_string();
+    println!(
+        "\nrestart after SIGKILL at the end of the 64-connection run: listening again after \
+         {:.2} s, having replayed {records} journal records from {segments} segment files",
+        took.as_secs_f64()
+    );
+    restarted.stop();
 }
 
 struct Outcome {
@@ -367,7 +404,8 @@ impl ServerProcess {
 
     fn ready(child: Child, port: u16) -> ServerProcess {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..200 {
+        // A start after a crash first replays the journal: give it two minutes.
+        for _ in 0..4800 {
             if std::net::TcpStream::connect(addr).is_ok() {
                 return ServerProcess { child, addr };
             }
@@ -402,6 +440,12 @@ impl ServerProcess {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// As a crash would: no shutdown, no final checkpoint.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn stop(&mut self) {
