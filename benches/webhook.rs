@@ -131,15 +131,7 @@ async fn run(duration: Duration) {
 /// message against the files comes after, so it covers the replay too.
 fn restart_after_crash(env: &HashMap<String, String>, dir: &Path, mut server: ServerProcess) {
     server.kill();
-    let journal = dir.join(".salesbot/journal");
-    let segments = std::fs::read_dir(&journal)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                .count()
-        })
-        .unwrap_or(0);
+    let segments = files_ending(&dir.join(".salesbot/journal"), "log").len();
     let started = Instant::now();
     let mut restarted = ServerProcess::salesbot(env, dir);
     let took = started.elapsed();
@@ -355,22 +347,27 @@ async fn connect_page(env: &HashMap<String, String>) {
 }
 
 fn count_stored(dir: &Path) -> usize {
-    let folder = dir.join("facebook/101/conversations");
-    std::fs::read_dir(&folder)
+    files_ending(&dir.join("facebook/101/conversations"), "json")
+        .iter()
+        .map(|path| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&std::fs::read(path).unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+/// The files in `folder` named `*.{extension}`; none when the folder is missing.
+fn files_ending(folder: &Path, extension: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(folder)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .map(|e| {
-                    serde_json::from_slice::<Vec<serde_json::Value>>(
-                        &std::fs::read(e.path()).unwrap(),
-                    )
-                    .unwrap()
-                    .len()
-                })
-                .sum()
+                .map(|e| e.path())
+                .filter(|path| path.extension().is_some_and(|x| x == extension))
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 struct ServerProcess {
