@@ -4,7 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -13,7 +14,7 @@ use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
 use crate::facebook::poll::{PollSettings, Poller};
 use crate::facebook::webhook::MetadataRefresher;
-use crate::http::{self, AppState, Services};
+use crate::http::{self, AppState, Edge, Services};
 use crate::oauth_state::StateSigner;
 use crate::outbound;
 use crate::scheduler;
@@ -93,7 +94,7 @@ fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    router: Router,
+    service: Edge<Router>,
     state: AppState,
 }
 
@@ -117,7 +118,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
-            router: http::router(state.clone()),
+            service: http::service(state.clone()),
             state,
         })
     }
@@ -143,10 +144,13 @@ impl Application {
         tracing::info!("salesbot listening on http://{}", self.addr);
         let schedule =
             scheduler::start(self.state.poller.clone(), &self.state.config.poll.schedule).await?;
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartError::Serve);
+        let served = axum::serve(
+            self.listener,
+            ServiceExt::<Request>::into_make_service(self.service),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(StartError::Serve);
         if let Some(schedule) = schedule {
             schedule.stop().await;
         }

@@ -5,7 +5,7 @@
 //! - [`config`]: every setting, read once from the environment; secrets never print.
 //! - [`cli`]: the `serve` / `poll` / `demo` subcommands.
 //! - [`demo`]: `salesbot demo`, the whole story against the sandbox.
-//! - [`app`]: builds the server (state, routes, layers) and runs it until shutdown.
+//! - [`app`]: builds the server (state, routes, edge) and runs it until shutdown.
 //! - [`http`]: the HTTP edge: routes, the error type that becomes `{"detail": ...}`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
 //! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).

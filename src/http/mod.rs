@@ -1,9 +1,9 @@
-//! The HTTP edge: one router, one state, one place where the layers are added.
+//! The HTTP side: one router, one state, and the edge every request passes through.
 
 pub mod cookies;
+mod edge;
 mod error;
 mod health;
-mod layers;
 pub mod state_check;
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::store::{FileStore, SessionStore, TokenStore};
 
+pub use edge::Edge;
 pub use error::{ApiError, chain as error_chain};
 
 /// What every handler may use: one shared [`Services`]. axum clones the state for every
@@ -70,12 +71,12 @@ impl Services {
     }
 }
 
-/// All routes with their layers; `app::Application` serves it, tests may call it directly.
-pub fn router(state: AppState) -> Router {
+/// All routes behind the edge (request id, timeout, access log); `app::Application` serves it.
+pub fn service(state: AppState) -> Edge<Router> {
     let routes = Router::new()
         .merge(health::router())
         .merge(crate::shopify::oauth::router())
         .merge(crate::facebook::oauth::router())
         .merge(crate::facebook::webhook::router());
-    layers::apply(routes.fallback(error::not_found)).with_state(state)
+    Edge::new(routes.fallback(error::not_found).with_state(state))
 }
