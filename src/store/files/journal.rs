@@ -483,10 +483,12 @@ const MAX_SPREAD: Duration = Duration::from_secs(30);
 fn checkpoint(full: &Retired, backlog: &Backlog, paced: bool) -> Result<(), StoreError> {
     let files = u32::try_from(full.touched.len()).unwrap_or(u32::MAX).max(1);
     let spread = (full.life * 9 / 10).min(MAX_SPREAD) / files;
-    for path in &full.touched {
+    let last = full.touched.len().saturating_sub(1);
+    for (n, path) in full.touched.iter().enumerate() {
         let started = Instant::now();
         flush_file(path)?;
-        if paced && !backlog.in_a_hurry() {
+        // No pause after the last: the segment can go at once.
+        if paced && n < last && !backlog.in_a_hurry() {
             std::thread::sleep(started.elapsed().max(spread));
         }
     }
@@ -510,6 +512,8 @@ fn segment_name(seq: u64) -> String {
     format!("{seq:016}.log")
 }
 
+/// A segment that cannot be made whole is deleted again: on a full disk, a half-made one
+/// would hold the last free space, which conversation files and the next try need.
 fn create_segment(dir: &Path, seq: u64, bytes: u64) -> std::io::Result<Segment> {
     let path = dir.join(segment_name(seq));
     let file = OpenOptions::new()
@@ -518,8 +522,11 @@ fn create_segment(dir: &Path, seq: u64, bytes: u64) -> std::io::Result<Segment> 
         .create(true)
         .truncate(true)
         .open(&path)?;
-    zero(&file, bytes)?;
-    file.sync_all()?;
+    if let Err(err) = zero(&file, bytes).and_then(|()| file.sync_all()) {
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(err);
+    }
     sync_dir(dir).map_err(std::io::Error::other)?;
     Ok(Segment { path, file })
 }
@@ -667,5 +674,27 @@ mod tests {
         );
         let last = segments(dir.path()).unwrap();
         assert!(last.iter().any(|(seq, _)| *seq >= 3), "{last:?}");
+    }
+
+    #[test]
+    fn a_segment_that_cannot_be_filled_is_not_left_behind() {
+        let full_disk = Path::new("/dev/full");
+        if !full_disk.exists() {
+            eprintln!("no /dev/full here: skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Writes to the segment's name now fail as on a full disk (ENOSPC).
+        let path = dir.path().join(segment_name(7));
+        std::os::unix::fs::symlink(full_disk, &path).unwrap();
+        let err = create_segment(dir.path(), 7, 4096).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28), "{err}"); // ENOSPC
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "the half-made segment is still there"
+        );
+        // The next try starts clean.
+        let made = create_segment(dir.path(), 7, 4096).unwrap();
+        assert_eq!(made.file.metadata().unwrap().len(), 4096);
     }
 }
