@@ -53,14 +53,12 @@ struct Rounds {
     pending: Vec<Dirty>,
     /// The round that will take `pending`.
     next: Arc<Round>,
-    /// Somebody waits for `next`, even with nothing handed over (after a failure).
+    /// Somebody waits for `next`, even with nothing handed over (a repeat, or after a failure).
     wanted: bool,
     /// A round task is queued or running.
     scheduled: bool,
     /// Rounds finished so far (successfully or not).
     finished: u64,
-    /// Whether the most recent round failed.
-    last_failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -92,7 +90,16 @@ impl GroupSync {
     }
 
     /// Returns once `dirty` (and everything handed over before it) is on disk.
+    #[cfg(test)]
     pub(crate) async fn commit(&self, dirty: Option<Dirty>) -> Result<(), StoreError> {
+        self.hand_over(dirty).durable().await
+    }
+
+    /// Hands `dirty` (nothing, to wait for what others handed over) to the next round, and
+    /// returns that round: it covers everything handed over before it too, and the round in
+    /// progress, if any, ends first. Not async, so that a writer can hand over while it still
+    /// holds its conversation: whoever then finds its events there waits for the same round.
+    pub(crate) fn hand_over(&self, dirty: Option<Dirty>) -> Ticket {
         let (round, start) = {
             let mut rounds = self.lock();
             rounds.pending.extend(dirty);
@@ -106,27 +113,16 @@ impl GroupSync {
             // the rounds stopped.
             tokio::spawn(run_rounds(Arc::clone(&self.inner), self.journal.clone()));
         }
-        // Registered before looking, so an ending between the look and the wait is not missed.
-        let notified = round.done.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if round.durable.get().is_none() {
-            notified.await;
-        }
-        match round.durable.get() {
-            Some(true) => Ok(()),
-            _ => Err(failure()),
-        }
-    }
-
-    /// True when the latest round failed: what was written since may not be on disk, so even
-    /// a request that writes nothing new must wait for a round that succeeds.
-    pub(crate) fn last_failed(&self) -> bool {
-        self.lock().last_failed
+        Ticket(round)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rounds> {
         self.inner.lock()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn rounds_finished(&self) -> u64 {
+        self.lock().finished
     }
 }
 
@@ -157,7 +153,6 @@ async fn run_rounds(inner: Arc<Inner>, mut journal: Option<Arc<Journal>>) {
         let again = {
             let mut rounds = inner.lock();
             rounds.finished += 1;
-            rounds.last_failed = outcome.is_err();
             if outcome.is_err() {
                 rounds.pending.splice(0..0, batch);
             }
@@ -232,6 +227,28 @@ async fn flush(
     (result, batch.chain(files).collect())
 }
 
+/// A place in a round, from [`GroupSync::hand_over`].
+#[derive(Debug)]
+pub(crate) struct Ticket(Arc<Round>);
+
+impl Ticket {
+    /// Returns once the round has ended: `Ok` if what it took is on disk.
+    pub(crate) async fn durable(self) -> Result<(), StoreError> {
+        let round = self.0;
+        // Registered before looking, so an ending between the look and the wait is not missed.
+        let notified = round.done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if round.durable.get().is_none() {
+            notified.await;
+        }
+        match round.durable.get() {
+            Some(true) => Ok(()),
+            _ => Err(failure()),
+        }
+    }
+}
+
 fn failure() -> StoreError {
     StoreError::io("flush", "conversation files")(std::io::Error::other("an earlier flush failed"))
 }
@@ -281,12 +298,10 @@ mod tests {
             new_in: Some(gone.clone()),
         };
         assert!(sync.commit(Some(failing)).await.is_err());
-        assert!(sync.last_failed());
         // Nothing new, but the failed work is still not on disk: no success yet.
         assert!(sync.commit(None).await.is_err());
         std::fs::create_dir(&gone).unwrap();
         sync.commit(None).await.unwrap();
-        assert!(!sync.last_failed());
         assert!(sync.lock().pending.is_empty());
     }
 

@@ -238,28 +238,33 @@ impl Conversations {
     ) -> Result<usize, StoreError> {
         let journal_as = self.sync.is_journaled().then(|| key.clone());
         // The conversation is held only while its file is written, not while it is flushed.
-        let written = {
+        let (added, round) = {
             let mut slot = self.slot(key).lock_owned().await;
-            match append_now(&mut slot, &paths, events, journal_as.as_ref()) {
-                Ok(Ok(written)) => written,
+            let (_held, written) = match append_now(&mut slot, &paths, events, journal_as.as_ref())
+            {
+                Ok(Ok(written)) => (slot, written),
                 Ok(Err(events)) => {
-                    tokio::task::spawn_blocking(move || {
-                        add_locked(&mut slot, &paths, events, journal_as.as_ref())
+                    let (slot, written) = tokio::task::spawn_blocking(move || {
+                        let written = add_locked(&mut slot, &paths, events, journal_as.as_ref());
+                        (slot, written)
                     })
-                    .await??
+                    .await?;
+                    (slot, written?)
                 }
                 Err(err) => {
                     // What the cache believes may not be on disk: forget it, re-read next time.
                     slot.known = None;
                     return Err(err);
                 }
-            }
+            };
+            // Handed over while the conversation is still held: a repeat that finds these
+            // events in memory next waits for this round (or a later one) too. A repeat with
+            // nothing new hands over nothing, but still waits for the next round, so that its
+            // 200 never comes before the write it repeats is on disk (or was retried, should
+            // its round have failed).
+            (written.added, self.sync.hand_over(written.dirty))
         };
-        let Written { added, dirty } = written;
-        // Acknowledged only once on disk; after a failed sync, even "nothing new" waits for one.
-        if dirty.is_some() || self.sync.last_failed() {
-            self.sync.commit(dirty).await?;
-        }
+        round.durable().await?;
         Ok(added)
     }
 

@@ -89,6 +89,25 @@ async fn events_are_stored_once_and_in_order() {
     );
 }
 
+/// A 200 for a redelivery must not come before the write it repeats is on disk, however soon
+/// after that write it arrives: it waits for a round of its own, which ends after the round
+/// that took the write (or retries it, should that round have failed).
+#[tokio::test]
+async fn a_repeat_waits_for_a_round_that_covers_the_write_it_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    let add = || store.add_to_conversation(&page, &sender, vec![message("m1", 10)]);
+    assert_eq!(add().await.unwrap(), 1);
+    let rounds = store.conversations.sync.rounds_finished();
+    assert_eq!(add().await.unwrap(), 0);
+    assert!(
+        store.conversations.sync.rounds_finished() > rounds,
+        "the repeat was answered without waiting for a round"
+    );
+    assert_eq!(mids(&parse_file(&store)), ["m1"]);
+}
+
 #[tokio::test]
 async fn identical_events_without_mid_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
