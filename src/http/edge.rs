@@ -5,7 +5,7 @@
 //! Why one hand-written service instead of tower-http's layers and `middleware::from_fn`: the
 //! six layers, applied by `Router::layer` to every route, cost about a third of the webhook's
 //! CPU (each request cloned and boxed the layered route twice, boxed `Next` and its future,
-//! and polled through six futures; BENCHMARKS.md, "The edge layers"). Around the router,
+//! and polled through six futures; BENCHMARKS.md, fifth session of 2026-11-27). Around the router,
 //! this is one clone of an `Arc` and one boxed future per request.
 
 use std::convert::Infallible;
