@@ -238,31 +238,31 @@ impl Conversations {
     ) -> Result<usize, StoreError> {
         let journal_as = self.sync.is_journaled().then(|| key.clone());
         // The conversation is held only while its file is written, not while it is flushed.
+        // What was written is handed over to a flush round while the conversation is still
+        // held, and in the same step as the write, even on a blocking thread: a repeat that
+        // finds these events in memory next waits for this round (or a later one), and a
+        // request cancelled meanwhile (a client hanging up) cannot leave a write that no
+        // round will ever make durable. A repeat with nothing new hands over nothing, but still
+        // waits for the next round, so that its 200 never comes before the write it repeats is
+        // on disk (or was retried, should its round have failed).
         let (added, round) = {
             let mut slot = self.slot(key).lock_owned().await;
-            let (_held, written) = match append_now(&mut slot, &paths, events, journal_as.as_ref())
-            {
-                Ok(Ok(written)) => (slot, written),
+            match append_now(&mut slot, &paths, events, journal_as.as_ref()) {
+                Ok(Ok(written)) => (written.added, self.sync.hand_over(written.dirty)),
                 Ok(Err(events)) => {
-                    let (slot, written) = tokio::task::spawn_blocking(move || {
-                        let written = add_locked(&mut slot, &paths, events, journal_as.as_ref());
-                        (slot, written)
+                    let sync = self.sync.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let written = add_locked(&mut slot, &paths, events, journal_as.as_ref())?;
+                        Ok::<_, StoreError>((written.added, sync.hand_over(written.dirty)))
                     })
-                    .await?;
-                    (slot, written?)
+                    .await??
                 }
                 Err(err) => {
                     // What the cache believes may not be on disk: forget it, re-read next time.
                     slot.known = None;
                     return Err(err);
                 }
-            };
-            // Handed over while the conversation is still held: a repeat that finds these
-            // events in memory next waits for this round (or a later one) too. A repeat with
-            // nothing new hands over nothing, but still waits for the next round, so that its
-            // 200 never comes before the write it repeats is on disk (or was retried, should
-            // its round have failed).
-            (written.added, self.sync.hand_over(written.dirty))
+            }
         };
         round.durable().await?;
         Ok(added)

@@ -108,6 +108,33 @@ async fn a_repeat_waits_for_a_round_that_covers_the_write_it_repeats() {
     assert_eq!(mids(&parse_file(&store)), ["m1"]);
 }
 
+/// A request cancelled after its write (a client hanging up) still has that write made
+/// durable: it goes to a flush round in the same step as the write, even on a blocking thread.
+/// Otherwise Meta's redelivery would find the events in memory, wait for a round that never
+/// took them, and be answered 200 for a write that no round flushed.
+#[tokio::test]
+async fn a_write_whose_request_is_cancelled_still_reaches_a_flush_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    // A file's first write goes to a blocking thread; the request is dropped while it waits.
+    let add = store.add_to_conversation(&page, &sender, vec![message("m1", 10)]);
+    tokio::select! {
+        biased;
+        _ = add => panic!("the first write of a file returned without waiting"),
+        () = std::future::ready(()) => {}
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.conversations.sync.rounds_finished() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no flush round ever took the write"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(mids(&parse_file(&store)), ["m1"]);
+}
+
 #[tokio::test]
 async fn identical_events_without_mid_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
