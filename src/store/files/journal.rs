@@ -399,19 +399,18 @@ impl Housekeeping {
         }
         // The rotation that hands a full segment over has taken the spare.
         while let Ok(full) = self.retired.recv() {
-            let spare = match self.create() {
-                Ok(segment) => Some(segment),
+            let ready = match self.create() {
+                Ok(segment) => {
+                    if !self.hand_over(Ok(segment)) {
+                        return;
+                    }
+                    true
+                }
                 Err(err) => {
                     self.report(&err);
-                    None
+                    false
                 }
             };
-            let ready = spare.is_some();
-            if let Some(segment) = spare
-                && !self.hand_over(Ok(segment))
-            {
-                return;
-            }
             // Without a spare (a full disk, most likely) the checkpoint goes first, at full
             // speed: deleting the segment it retires frees a segment's worth of space for the
             // next try, where waiting for the spare first would hold that space forever.
