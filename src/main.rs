@@ -19,5 +19,8 @@ fn main() -> ExitCode {
         .max_blocking_threads(16)
         .build()
         .expect("the async runtime starts");
-    runtime.block_on(salesbot::cli::run(cli))
+    let code = runtime.block_on(salesbot::cli::run(cli));
+    drop(runtime);
+    salesbot::telemetry::flush();
+    code
 }
