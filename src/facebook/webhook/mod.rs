@@ -11,16 +11,15 @@ pub mod signature;
 
 use std::collections::HashMap;
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
@@ -59,15 +58,22 @@ async fn verify(
     Err(ApiError::Forbidden("Verification failed".into()))
 }
 
+/// What Meta is answered once a batch is stored (the original's body), made once.
+const SUCCESS: &str = r#"{"status":"success"}"#;
+
 async fn receive(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::BadRequest("Cannot read the request body".into()),
-    })?;
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    // The headers are taken out rather than extracted, which would copy them all.
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = Bytes::from_request(Request::from_parts(parts, body), &())
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::BadRequest("Cannot read the request body".into()),
+        })?;
     if !signature::is_valid(&headers, &body, &app.config.facebook.app_secret) {
         return Err(ApiError::Unauthorized("Invalid HMAC signature".into()));
     }
@@ -83,7 +89,7 @@ async fn receive(
         app.refresher.request(page);
     }
     tracing::debug!(stored, "webhook batch stored");
-    Ok(Json(json!({"status": "success"})))
+    Ok(([(CONTENT_TYPE, "application/json")], SUCCESS))
 }
 
 /// Writes every conversation of a batch, each in its own task so they proceed together; most
