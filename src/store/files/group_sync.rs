@@ -141,9 +141,11 @@ async fn run_rounds(inner: Arc<Inner>, mut journal: Option<Arc<Journal>>) {
         let (round, batch) = {
             let mut rounds = inner.lock();
             rounds.wanted = false;
+            // The next round is likely as big as this one: room for it in one allocation.
+            let room = rounds.pending.len();
             (
                 std::mem::take(&mut rounds.next),
-                std::mem::take(&mut rounds.pending),
+                std::mem::replace(&mut rounds.pending, Vec::with_capacity(room)),
             )
         };
         let (outcome, batch) = flush(batch, journal.clone()).await;

@@ -102,9 +102,12 @@ impl FileStore {
         sender: &SenderId,
         events: Vec<Value>,
     ) -> Result<usize, StoreError> {
-        let paths = self.conversation_paths(page, sender);
         self.conversations
-            .add((page.clone(), sender.clone()), paths, events)
+            .add(
+                (page.clone(), sender.clone()),
+                || self.conversation_paths(page, sender),
+                events,
+            )
             .await
     }
 
