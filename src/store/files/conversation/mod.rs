@@ -291,13 +291,11 @@ impl Conversations {
 }
 
 /// Merges journal records back into their files at start-up, outside the server's cache: each
-/// file's ids are read once however many records name it, and every file written is flushed
-/// by [`Replay::finish`], before the journal may be emptied.
+/// file's ids are read once however many records name it, and every file a record names is
+/// flushed by [`Replay::finish`], before the journal may be emptied.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     slots: HashMap<PathBuf, Slot>,
-    touched: BTreeSet<PathBuf>,
-    new_dirs: BTreeSet<PathBuf>,
     restored: usize,
 }
 
@@ -316,17 +314,33 @@ impl Replay {
             });
         let written = add_locked(slot, paths, events, None)?;
         self.restored += written.added;
-        if let Some(Dirty::File { new_in, .. }) = written.dirty {
-            self.touched.insert(paths.file.clone());
-            self.new_dirs.extend(new_in);
-        }
         Ok(())
     }
 
-    /// Flushes what was written; returns how many events the files had been missing.
+    /// Flushes every file the records name, and their folders; returns how many events the
+    /// files had been missing.
+    ///
+    /// Every file, not only those the replay wrote to: after a crash of the process alone,
+    /// the events it had appended are still in the page cache, so the replay finds them all
+    /// there and writes nothing, but nothing has flushed them either. The journal is their
+    /// only durable copy until this flush, and is deleted right after it. Their folders too:
+    /// the entry naming a file created since the last checkpoint may not be on disk yet.
     pub(crate) fn finish(self) -> Result<usize, StoreError> {
-        flush_paths(&self.touched, &self.new_dirs)?;
+        let (files, folders) = self.to_flush();
+        flush_paths(&files, &folders)?;
         Ok(self.restored)
+    }
+
+    fn to_flush(&self) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
+        let files: BTreeSet<PathBuf> = self.slots.keys().cloned().collect();
+        let folders = files
+            .iter()
+            .filter_map(|file| file.parent())
+            // A folder removed by hand since has nothing left to flush.
+            .filter(|folder| folder.is_dir())
+            .map(Path::to_path_buf)
+            .collect();
+        (files, folders)
     }
 }
 

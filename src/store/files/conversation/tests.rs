@@ -549,3 +549,32 @@ async fn forgotten_keys_are_checked_against_the_file(store: &FileStore) {
     assert_eq!(stored.last().map(String::as_str), Some("new"));
     assert!(kept().is_some_and(|n| n <= KEPT + 1));
 }
+
+#[tokio::test]
+async fn a_replay_flushes_the_files_it_finds_complete_and_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path());
+    let (page, sender) = ids();
+    // The crashed process had appended it: in the file (the page cache), never flushed.
+    store
+        .add_to_conversation(&page, &sender, vec![message("m1", 10)])
+        .await
+        .unwrap();
+    let paths = store.conversation_paths(&page, &sender);
+    let elsewhere = store.conversation_paths(&PageId::parse("102").unwrap(), &sender);
+
+    let mut replay = super::Replay::default();
+    replay.add(&paths, vec![message("m1", 10)]).unwrap();
+    replay.add(&elsewhere, vec![message("m2", 20)]).unwrap();
+    // Another page's folder, removed by hand before the flush: nothing of it to flush.
+    std::fs::remove_dir_all(elsewhere.file.parent().unwrap().parent().unwrap()).unwrap();
+    let (files, folders) = replay.to_flush();
+    assert!(files.contains(&paths.file), "{files:?}");
+    assert!(
+        folders.contains(paths.file.parent().unwrap()),
+        "{folders:?}"
+    );
+    assert!(!folders.contains(elsewhere.file.parent().unwrap()));
+    assert_eq!(replay.finish().unwrap(), 1, "only m2 was missing");
+    assert_eq!(mids(&parse_file(&store)), ["m1"]);
+}
