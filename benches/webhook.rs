@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use salesbot::config::Config;
 use salesbot::domain::{PageId, SenderId};
 use salesbot::facebook::webhook::signature;
@@ -486,9 +487,11 @@ fn ceiling(port: u16) {
                 axum::Json(json!({"status": "success"}))
             }),
         );
+        // The same socket settings as salesbot's (`app.rs`).
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .unwrap();
+            .unwrap()
+            .tap_io(|tcp| tcp.set_nodelay(true).unwrap());
         axum::serve(listener, app).await.unwrap();
     });
 }

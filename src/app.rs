@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
+use axum::serve::ListenerExt;
 use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -144,8 +145,15 @@ impl Application {
         tracing::info!("salesbot listening on http://{}", self.addr);
         let schedule =
             scheduler::start(self.state.poller.clone(), &self.state.config.poll.schedule).await?;
+        // Answers go out at once: with Nagle's algorithm on, a small write waits for the ACK
+        // of the one before, which a client may delay by up to 40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let served = axum::serve(
-            self.listener,
+            listener,
             ServiceExt::<Request>::into_make_service(self.service),
         )
         .with_graceful_shutdown(shutdown)
