@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::atomic::{ensure_dir, flush_file, flush_paths, sync_dir};
+use super::atomic::{ensure_dir, flush_file, flush_paths, parent, sync_dir};
 use crate::store::StoreError;
 
 /// Big enough that a segment is retired only every ~10 s under full load here: each
@@ -216,6 +216,7 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".log"))
+            .map(|n| n.strip_suffix(FAILED).unwrap_or(n))
             .and_then(|n| n.parse::<u64>().ok());
         if let Some(seq) = seq {
             found.push((seq, path));
@@ -223,6 +224,43 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     }
     found.sort();
     Ok(found)
+}
+
+/// What a segment's name gains when its checkpoint fails: a flush of its files reported an
+/// error, after which what those files hold on disk is in doubt even where a later flush
+/// succeeds. The next start rewrites them whole (see `Replay::finish`).
+const FAILED: &str = ".checkpoint-failed";
+
+/// Whether `segment` is one whose checkpoint failed.
+pub(crate) fn checkpoint_failed(segment: &Path) -> bool {
+    segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(&format!("{FAILED}.log")))
+}
+
+/// Renames `segment` to say that its checkpoint failed; returns its new path (the old one if
+/// even that fails: the next start then flushes its files as after a crash).
+fn mark_checkpoint_failed(segment: &Path) -> PathBuf {
+    if checkpoint_failed(segment) {
+        return segment.to_path_buf();
+    }
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".log"))
+        .unwrap_or("segment");
+    let marked = segment.with_file_name(format!("{name}{FAILED}.log"));
+    let renamed = fs::rename(segment, &marked)
+        .map_err(StoreError::io("rename", segment))
+        .and_then(|()| sync_dir(parent(segment)));
+    match renamed {
+        Ok(()) => marked,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot mark a journal segment whose checkpoint failed");
+            segment.to_path_buf()
+        }
+    }
 }
 
 /// Calls `each` with the records of a segment in order, up to the first one that is
@@ -331,7 +369,11 @@ impl Journal {
         {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             let active = &mut writer.active;
-            flush_paths(&active.touched, &active.new_dirs)?;
+            if let Err(err) = flush_paths(&active.touched, &active.new_dirs) {
+                // Kept for the next start, which rewrites its files.
+                active.segment.path = mark_checkpoint_failed(&active.segment.path);
+                return Err(err);
+            }
             let path = &active.segment.path;
             zero(&active.segment.file, active.offset)
                 .and_then(|()| active.segment.file.sync_data())
@@ -419,8 +461,9 @@ impl Housekeeping {
             // speed: deleting the segment it retires frees a segment's worth of space for the
             // next try, where waiting for the spare first would hold that space forever.
             if let Err(err) = checkpoint(&full, &self.backlog, ready) {
-                // Kept: the next start-up replays it.
-                tracing::error!(error = %err, segment = %full.segment.display(),
+                // Kept: the next start-up replays it, and rewrites its files.
+                let kept = mark_checkpoint_failed(&full.segment);
+                tracing::error!(error = %err, segment = %kept.display(),
                     "cannot flush the files of a journal segment; it stays for replay");
             }
             self.backlog.checkpointed();
@@ -677,6 +720,23 @@ mod tests {
         );
         let last = segments(dir.path()).unwrap();
         assert!(last.iter().any(|(seq, _)| *seq >= 3), "{last:?}");
+    }
+
+    #[test]
+    fn a_segment_whose_checkpoint_failed_keeps_its_place_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = create_segment(dir.path(), 7, 4096).unwrap();
+        let second = create_segment(dir.path(), 8, 4096).unwrap();
+        assert!(!checkpoint_failed(&first.path));
+        let marked = mark_checkpoint_failed(&first.path);
+        assert!(checkpoint_failed(&marked), "{}", marked.display());
+        assert!(!first.path.exists() && marked.exists());
+        // Marking again changes nothing; the replay order (by number) is kept.
+        assert_eq!(mark_checkpoint_failed(&marked), marked);
+        assert_eq!(
+            segments(dir.path()).unwrap(),
+            vec![(7, marked), (8, second.path)]
+        );
     }
 
     #[test]

@@ -263,3 +263,49 @@ async fn shutdown_waits_for_a_paced_checkpoint_so_nothing_is_left_to_replay() {
         assert_eq!(on_disk(&store, who), expected);
     }
 }
+
+#[tokio::test]
+async fn a_failed_checkpoint_marks_its_segment_and_the_next_start_rewrites_its_files() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    let who = customer(1);
+    for n in 0..3 {
+        store
+            .add_to_conversation(&page(), &who, vec![message(n, n as i64)])
+            .await
+            .unwrap();
+    }
+    let file = store.conversation_path(&page(), &who);
+    let inode = std::fs::metadata(&file).unwrap().ino();
+    // The page's folder out of the way and a plain file in its place: the flush of the
+    // conversation fails (not a folder), as a write-back error would make it.
+    let page_dir = file.parent().unwrap().parent().unwrap().to_path_buf();
+    let aside = dir.path().join("aside");
+    std::fs::rename(&page_dir, &aside).unwrap();
+    std::fs::write(&page_dir, b"").unwrap();
+    assert!(store.checkpoint().await.is_err());
+    drop(store);
+    let segments = journal::segments(&journal::dir_of(dir.path())).unwrap();
+    let failed: Vec<_> = segments
+        .iter()
+        .filter(|(_, path)| journal::checkpoint_failed(path))
+        .collect();
+    assert_eq!(failed.len(), 1, "{segments:?}");
+    std::fs::remove_file(&page_dir).unwrap();
+    std::fs::rename(&aside, &page_dir).unwrap();
+
+    // The events are all in the file: a plain replay would write nothing. The file is
+    // rewritten whole all the same (a new inode), its events intact, the journal emptied.
+    let restarted = FileStore::with_journal(dir.path()).unwrap();
+    assert_eq!(on_disk(&restarted, &who), ["m0", "m1", "m2"]);
+    assert_ne!(std::fs::metadata(&file).unwrap().ino(), inode);
+    assert!(
+        !journal::segments(&journal::dir_of(dir.path()))
+            .unwrap()
+            .iter()
+            .any(|(_, path)| journal::checkpoint_failed(path))
+    );
+    assert_eq!(records_in_journal(dir.path()), 0);
+}

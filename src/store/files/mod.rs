@@ -68,6 +68,7 @@ impl FileStore {
         let mut replay = conversation::Replay::default();
         let mut records = 0;
         for (_, path) in &segments {
+            let in_doubt = journal::checkpoint_failed(path);
             records += journal::read_segment(path, |record| {
                 let (Ok(page), Ok(customer)) = (
                     PageId::parse(&record.page),
@@ -76,7 +77,11 @@ impl FileStore {
                     tracing::error!(segment = %path.display(), "journal record with invalid ids skipped");
                     return Ok(());
                 };
-                replay.add(&self.conversation_paths(&page, &customer), record.events)
+                replay.add(
+                    &self.conversation_paths(&page, &customer),
+                    record.events,
+                    in_doubt,
+                )
             })?;
         }
         let restored = replay.finish()?;

@@ -19,7 +19,7 @@ mod handles;
 mod near_tail;
 mod recent_keys;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -292,18 +292,23 @@ impl Conversations {
 
 /// Merges journal records back into their files at start-up, outside the server's cache: each
 /// file's ids are read once however many records name it, and every file a record names is
-/// flushed by [`Replay::finish`], before the journal may be emptied.
+/// made durable by [`Replay::finish`], before the journal may be emptied.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     slots: HashMap<PathBuf, Slot>,
+    /// Files a failed checkpoint left in doubt: rewritten whole, not flushed.
+    rewrite: BTreeMap<PathBuf, ConversationPaths>,
     restored: usize,
 }
 
 impl Replay {
+    /// Merges a record's `events`; `in_doubt` when it comes from a segment whose checkpoint
+    /// failed (see [`Replay::finish`]).
     pub(crate) fn add(
         &mut self,
         paths: &ConversationPaths,
         events: Vec<Value>,
+        in_doubt: bool,
     ) -> Result<(), StoreError> {
         let slot = self
             .slots
@@ -314,25 +319,42 @@ impl Replay {
             });
         let written = add_locked(slot, paths, events, None)?;
         self.restored += written.added;
+        if in_doubt {
+            self.rewrite.insert(paths.file.clone(), paths.clone());
+        }
         Ok(())
     }
 
-    /// Flushes every file the records name, and their folders; returns how many events the
-    /// files had been missing.
+    /// Makes every file the records name durable, with its folder; returns how many events
+    /// the files had been missing.
     ///
     /// Every file, not only those the replay wrote to: after a crash of the process alone,
     /// the events it had appended are still in the page cache, so the replay finds them all
     /// there and writes nothing, but nothing has flushed them either. The journal is their
     /// only durable copy until this flush, and is deleted right after it. Their folders too:
     /// the entry naming a file created since the last checkpoint may not be on disk yet.
+    ///
+    /// A file a failed checkpoint left in doubt is rewritten whole instead: once a flush has
+    /// reported a write-back error, Linux may have dropped the pages that failed, and a later
+    /// flush reports nothing and writes nothing ("fsyncgate"). What reading the file gives
+    /// now (the page cache's copy, or the disk's with the missing events just merged back in)
+    /// goes to a new file, flushed before it replaces the old.
     pub(crate) fn finish(self) -> Result<usize, StoreError> {
+        for paths in self.rewrite.values() {
+            rewrite_whole(paths)?;
+        }
         let (files, folders) = self.to_flush();
         flush_paths(&files, &folders)?;
         Ok(self.restored)
     }
 
     fn to_flush(&self) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
-        let files: BTreeSet<PathBuf> = self.slots.keys().cloned().collect();
+        let files: BTreeSet<PathBuf> = self
+            .slots
+            .keys()
+            .filter(|file| !self.rewrite.contains_key(*file))
+            .cloned()
+            .collect();
         let folders = files
             .iter()
             .filter_map(|file| file.parent())
@@ -341,6 +363,16 @@ impl Replay {
             .map(Path::to_path_buf)
             .collect();
         (files, folders)
+    }
+}
+
+/// See [`Replay::finish`]: the file as it reads now, written to a new file and flushed.
+fn rewrite_whole(paths: &ConversationPaths) -> Result<(), StoreError> {
+    let _lock = lock_exclusive(paths)?;
+    match fs::read(&paths.file) {
+        Ok(bytes) => write_atomic(&paths.file, &bytes),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::io("read", &paths.file)(err)),
     }
 }
 
@@ -488,18 +520,8 @@ fn add_waiting(
     events: Vec<Value>,
     journal_as: Option<&Key>,
 ) -> Result<Written, StoreError> {
-    // The folders exist for every file but a page's first: create them only when missing.
-    let lock = match open_lock(paths) {
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            ensure_dir(&paths.lock_dir)?;
-            open_lock(paths)
-        }
-        opened => opened,
-    }
-    .map_err(StoreError::io("open", &paths.lock))?;
-    // Released when `lock` is closed at the end of this function.
-    lock.lock().map_err(StoreError::io("lock", &paths.lock))?;
-
+    // Released when `_lock` is closed at the end of this function.
+    let _lock = lock_exclusive(paths)?;
     let new_keys = slot.new_keys();
     let known = refresh(slot, paths)?;
     let mut fresh = if known.keys.decides(&events) {
@@ -569,6 +591,21 @@ fn add_waiting(
         added: fresh.len(),
         dirty,
     })
+}
+
+/// The conversation's lock, taken (waiting for it if need be) until the file returned closes.
+fn lock_exclusive(paths: &ConversationPaths) -> Result<File, StoreError> {
+    // The folders exist for every file but a page's first: create them only when missing.
+    let lock = match open_lock(paths) {
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            ensure_dir(&paths.lock_dir)?;
+            open_lock(paths)
+        }
+        opened => opened,
+    }
+    .map_err(StoreError::io("open", &paths.lock))?;
+    lock.lock().map_err(StoreError::io("lock", &paths.lock))?;
+    Ok(lock)
 }
 
 fn open_lock(paths: &ConversationPaths) -> std::io::Result<File> {
