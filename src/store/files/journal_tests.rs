@@ -31,6 +31,16 @@ fn on_disk(store: &FileStore, who: &SenderId) -> Vec<String> {
         .collect()
 }
 
+/// Messages `m0`, `m1`, ... for `who`, one request each.
+async fn add_messages(store: &FileStore, who: &SenderId, count: usize) {
+    for n in 0..count {
+        store
+            .add_to_conversation(&page(), who, vec![message(n, n as i64)])
+            .await
+            .unwrap();
+    }
+}
+
 fn segment_count(data_dir: &Path) -> usize {
     journal::segments(&journal::dir_of(data_dir)).unwrap().len()
 }
@@ -40,12 +50,7 @@ async fn acknowledged_events_survive_files_that_never_reached_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::with_journal(dir.path()).unwrap();
     let (a, b) = (customer(1), customer(2));
-    for n in 0..3 {
-        store
-            .add_to_conversation(&page(), &a, vec![message(n, n as i64)])
-            .await
-            .unwrap();
-    }
+    add_messages(&store, &a, 3).await;
     store
         .add_to_conversation(&page(), &b, vec![message(10, 1), message(11, 2)])
         .await
@@ -123,12 +128,7 @@ async fn a_checkpoint_leaves_nothing_to_replay_and_the_journal_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::with_journal(dir.path()).unwrap();
     let who = customer(1);
-    for n in 0..3 {
-        store
-            .add_to_conversation(&page(), &who, vec![message(n, n as i64)])
-            .await
-            .unwrap();
-    }
+    add_messages(&store, &who, 3).await;
     assert_eq!(records_in_journal(dir.path()), 3);
     store.checkpoint().await.unwrap();
     assert_eq!(records_in_journal(dir.path()), 0);
@@ -271,12 +271,7 @@ async fn a_failed_checkpoint_marks_its_segment_and_the_next_start_rewrites_its_f
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::with_journal(dir.path()).unwrap();
     let who = customer(1);
-    for n in 0..3 {
-        store
-            .add_to_conversation(&page(), &who, vec![message(n, n as i64)])
-            .await
-            .unwrap();
-    }
+    add_messages(&store, &who, 3).await;
     let file = store.conversation_path(&page(), &who);
     let inode = std::fs::metadata(&file).unwrap().ino();
     // The page's folder out of the way and a plain file in its place: the flush of the
