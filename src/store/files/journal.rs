@@ -76,8 +76,8 @@ impl Record {
     /// A framed record whose events are already serialised: `events` put together is a JSON
     /// array.
     pub(crate) fn frame(page: &str, customer: &str, events: &[&[u8]]) -> Vec<u8> {
-        // Sized once: the keys and quotes around the ids and events take 35 bytes (more if an id needed
-        // escaping, which valid ids never do).
+        // Sized once: the keys and quotes around the ids and events take 35 bytes (more if an
+        // id needed escaping, which valid ids never do).
         let events_len: usize = events.iter().map(|part| part.len()).sum();
         let mut out = Vec::with_capacity(HEADER + 35 + page.len() + customer.len() + events_len);
         out.resize(HEADER, 0);
@@ -212,13 +212,7 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(StoreError::io("list", dir))? {
         let path = entry.map_err(StoreError::io("list", dir))?.path();
-        let seq = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".log"))
-            .map(|n| n.strip_suffix(FAILED).unwrap_or(n))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(seq) = seq {
+        if let Some((seq, _)) = parse_segment_name(&path) {
             found.push((seq, path));
         }
     }
@@ -233,24 +227,16 @@ const FAILED: &str = ".checkpoint-failed";
 
 /// Whether `segment` is one whose checkpoint failed.
 pub(crate) fn checkpoint_failed(segment: &Path) -> bool {
-    segment
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(&format!("{FAILED}.log")))
+    parse_segment_name(segment).is_some_and(|(_, failed)| failed)
 }
 
 /// Renames `segment` to say that its checkpoint failed; returns its new path (the old one if
 /// even that fails: the next start then flushes its files as after a crash).
 fn mark_checkpoint_failed(segment: &Path) -> PathBuf {
-    if checkpoint_failed(segment) {
-        return segment.to_path_buf();
-    }
-    let name = segment
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".log"))
-        .unwrap_or("segment");
-    let marked = segment.with_file_name(format!("{name}{FAILED}.log"));
+    let Some((seq, false)) = parse_segment_name(segment) else {
+        return segment.to_path_buf(); // marked already
+    };
+    let marked = segment.with_file_name(failed_segment_name(seq));
     let renamed = fs::rename(segment, &marked)
         .map_err(StoreError::io("rename", segment))
         .and_then(|()| sync_dir(parent(segment)));
@@ -556,6 +542,21 @@ fn zero(file: &File, bytes: u64) -> std::io::Result<()> {
 
 fn segment_name(seq: u64) -> String {
     format!("{seq:016}.log")
+}
+
+/// The name of segment `seq` once its checkpoint failed.
+fn failed_segment_name(seq: u64) -> String {
+    format!("{seq:016}{FAILED}.log")
+}
+
+/// A segment's number, and whether its checkpoint failed; `None` for any other file.
+fn parse_segment_name(path: &Path) -> Option<(u64, bool)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".log")?;
+    let (number, failed) = match stem.strip_suffix(FAILED) {
+        Some(number) => (number, true),
+        None => (stem, false),
+    };
+    Some((number.parse().ok()?, failed))
 }
 
 /// A segment that cannot be made whole is deleted again: on a full disk, a half-made one
