@@ -15,7 +15,7 @@ mod sqlite;
 pub mod tokens;
 
 pub use error::StoreError;
-pub use files::FileStore;
+pub use files::{FileStore, MessagingEvent};
 pub use sessions::SessionStore;
 pub use tokens::{TokenKey, TokenKind, TokenStore};
 

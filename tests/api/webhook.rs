@@ -139,7 +139,50 @@ async fn every_rejection_is_clear_and_writes_nothing() {
         detail(post(&app, &user, true).await, 400).await,
         "Invalid webhook object"
     );
+    for not_an_object in [&b"[\"page\"]"[..], b"\"page\""] {
+        assert_eq!(
+            detail(post(&app, not_an_object, true).await, 400).await,
+            "Invalid webhook object"
+        );
+    }
     nothing_written(app.dir.path());
+}
+
+#[tokio::test]
+async fn events_are_stored_as_the_bytes_sent_and_odd_shapes_read_as_json_reads_them() {
+    let app = spawn_app().await;
+    connect(&app, "101", "EAAPAGE101").await;
+    let sent = r#"{"timestamp":2,"sender":{"id":"2001"},"recipient":{"id":"101"},"message":{"text":"caf\u00e9 \ud83d\ude00","mid":"m.1"}}"#;
+    let pretty = "{\n  \"sender\": {\"id\": \"2001\"},\n  \"timestamp\": 3,\n  \"message\": {\"mid\": \"m.2\"}\n}";
+    // The last of a repeated member counts, as in any JSON reader; ids may come as numbers;
+    // members of the wrong type read as absent.
+    let body = format!(
+        r#"{{"object":"user","entry":[{{"id":101,"messaging":[{sent}, {pretty},
+            {{"sender":"2001","timestamp":4}}, {{"sender":{{"id":["2001"]}},"timestamp":5}}, 7]}},
+            {{"id":"101","messaging":{{"not":"a list"}}}}, "not an entry"],"object":"page"}}"#
+    );
+    assert_eq!(post(&app, body.as_bytes(), true).await.status(), 200);
+
+    let path = app.dir.path().join("facebook/101/conversations/2001.json");
+    let file = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(lines.len(), 4, "one event per line:\n{file}");
+    assert_eq!(lines[1], format!("{sent},"), "the bytes Meta sent");
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[2]).unwrap(),
+        serde_json::from_str::<Value>(pretty).unwrap(),
+        "a pretty event made compact"
+    );
+    assert_eq!(
+        conversation(app.dir.path(), "101", "2001")[0]["message"]["text"],
+        "café 😀"
+    );
+
+    // The same event with its members in another order is the same message.
+    let again = json!({"entry": [{"id": "101", "messaging": [serde_json::from_str::<Value>(sent).unwrap()]}], "object": "page"});
+    let again = serde_json::to_vec(&again).unwrap();
+    assert_eq!(post(&app, &again, true).await.status(), 200);
+    assert_eq!(conversation(app.dir.path(), "101", "2001").len(), 2);
 }
 
 #[tokio::test]

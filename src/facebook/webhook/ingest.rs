@@ -5,17 +5,18 @@
 //! recipient's history, as the poll stores them. Entries of unknown pages and events with ids
 //! that cannot be file names are logged and skipped; the rest of the batch still counts.
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use super::raw_json::{elements, is_json, members, text};
 use crate::domain::{PageId, SenderId};
 use crate::facebook::pages::PageDirectory;
-use crate::store::StoreError;
+use crate::store::{MessagingEvent, StoreError};
 
 /// One conversation's share of a payload.
 pub struct ConversationEvents {
     pub page: PageId,
     pub customer: SenderId,
-    pub events: Vec<Value>,
+    pub events: Vec<MessagingEvent>,
 }
 
 #[derive(Default)]
@@ -24,15 +25,35 @@ pub struct Batch {
     pub changed_pages: Vec<PageId>,
 }
 
-/// Takes the payload apart: its events move into the batch rather than being copied.
-pub async fn sort(mut payload: Value, pages: &PageDirectory) -> Result<Batch, StoreError> {
-    let mut batch = Batch::default();
-    let entries = match payload.get_mut("entry").map(Value::take) {
-        Some(Value::Array(entries)) => entries,
-        _ => Vec::new(),
+/// Why a body is not a webhook payload.
+#[derive(Debug, PartialEq)]
+pub enum NotAPayload {
+    NotJson,
+    NotAPageObject,
+}
+
+/// The entries of a payload whose `object` is `page`, still raw.
+pub fn entries(body: &[u8]) -> Result<Vec<&RawValue>, NotAPayload> {
+    let json = std::str::from_utf8(body).map_err(|_| NotAPayload::NotJson)?;
+    let Some([object, entry]) = members(json, ["object", "entry"]) else {
+        return Err(match is_json(json) {
+            true => NotAPayload::NotAPageObject,
+            false => NotAPayload::NotJson,
+        });
     };
-    for mut entry in entries {
-        let raw = id_text(entry.get("id"));
+    if text(object).as_deref() != Some("page") {
+        return Err(NotAPayload::NotAPageObject);
+    }
+    Ok(elements(entry))
+}
+
+/// Sorts the events of `entries` into their conversations; each is kept as the bytes sent.
+pub async fn sort(entries: Vec<&RawValue>, pages: &PageDirectory) -> Result<Batch, StoreError> {
+    let mut batch = Batch::default();
+    for entry in entries {
+        let [id, messaging, changes] =
+            members(entry.get(), ["id", "messaging", "changes"]).unwrap_or_default();
+        let raw = id_text(id);
         let Ok(page) = PageId::parse(&raw) else {
             tracing::warn!(page = ?raw, "webhook entry with an invalid page id skipped");
             continue;
@@ -41,23 +62,16 @@ pub async fn sort(mut payload: Value, pages: &PageDirectory) -> Result<Batch, St
             tracing::warn!(page = %page, "webhook entry for a page that is not connected skipped");
             continue;
         }
-        let events = match entry.get_mut("messaging").map(Value::take) {
-            Some(Value::Array(events)) => events,
-            _ => Vec::new(),
-        };
-        for event in events {
-            match customer_of(&page, &event) {
-                Some(customer) => add(&mut batch.conversations, &page, customer, event),
+        for event in elements(messaging) {
+            let stored = MessagingEvent::from_json(event.get().as_bytes());
+            match stored.zip(customer_of(&page, event)) {
+                Some((stored, customer)) => add(&mut batch.conversations, &page, customer, stored),
                 None => {
                     tracing::warn!(page = %page, "messaging event without a usable sender/recipient id skipped")
                 }
             }
         }
-        let has_changes = entry
-            .get("changes")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty());
-        if has_changes && !batch.changed_pages.contains(&page) {
+        if !elements(changes).is_empty() && !batch.changed_pages.contains(&page) {
             batch.changed_pages.push(page);
         }
     }
@@ -68,7 +82,7 @@ fn add(
     conversations: &mut Vec<ConversationEvents>,
     page: &PageId,
     customer: SenderId,
-    event: Value,
+    event: MessagingEvent,
 ) {
     match conversations
         .iter_mut()
@@ -83,10 +97,15 @@ fn add(
     }
 }
 
-fn customer_of(page: &PageId, event: &Value) -> Option<SenderId> {
-    let sender = id_text(event.pointer("/sender/id"));
+fn customer_of(page: &PageId, event: &RawValue) -> Option<SenderId> {
+    let [sender, recipient] = members(event.get(), ["sender", "recipient"])?;
+    let id_of = |party: Option<&RawValue>| {
+        let [id] = party.and_then(|party| members(party.get(), ["id"]))?;
+        Some(id_text(id))
+    };
+    let sender = id_of(sender).unwrap_or_default();
     let customer = if sender == page.as_str() {
-        id_text(event.pointer("/recipient/id"))
+        id_of(recipient).unwrap_or_default()
     } else {
         sender
     };
@@ -94,10 +113,11 @@ fn customer_of(page: &PageId, event: &Value) -> Option<SenderId> {
 }
 
 /// Meta sends ids as strings; tolerate numbers too.
-fn id_text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
+fn id_text(json: Option<&RawValue>) -> String {
+    if let Some(text) = text(json) {
+        return text.into_owned();
     }
+    json.and_then(|json| serde_json::from_str::<serde_json::Number>(json.get()).ok())
+        .map(|number| number.to_string())
+        .unwrap_or_default()
 }

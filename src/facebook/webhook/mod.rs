@@ -6,6 +6,7 @@
 //! refreshes for `changes` happen after the answer, so Graph latency never delays it.
 
 mod ingest;
+mod raw_json;
 mod refresh;
 pub mod signature;
 
@@ -19,7 +20,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
@@ -77,13 +77,13 @@ async fn receive(
     if !signature::is_valid(&headers, &body, &app.config.facebook.app_secret) {
         return Err(ApiError::Unauthorized("Invalid HMAC signature".into()));
     }
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadRequest("Invalid JSON body".into()))?;
-    if payload.get("object").and_then(Value::as_str) != Some("page") {
-        return Err(ApiError::BadRequest("Invalid webhook object".into()));
-    }
-
-    let batch = ingest::sort(payload, &app.pages).await?;
+    let entries = ingest::entries(&body).map_err(|refused| match refused {
+        ingest::NotAPayload::NotJson => ApiError::BadRequest("Invalid JSON body".into()),
+        ingest::NotAPayload::NotAPageObject => {
+            ApiError::BadRequest("Invalid webhook object".into())
+        }
+    })?;
+    let batch = ingest::sort(entries, &app.pages).await?;
     let stored = store(&app.files, batch.conversations).await?;
     for page in batch.changed_pages {
         app.refresher.request(page);

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
+pub use conversation::MessagingEvent;
 use conversation::{ConversationPaths, Conversations};
 
 pub use metadata::PAGE_FIELDS;
@@ -77,9 +78,10 @@ impl FileStore {
                     tracing::error!(segment = %path.display(), "journal record with invalid ids skipped");
                     return Ok(());
                 };
+                let events = record.events.into_iter().map(MessagingEvent::from);
                 replay.add(
                     &self.conversation_paths(&page, &customer),
-                    record.events,
+                    events.collect(),
                     in_doubt,
                 )
             })?;
@@ -105,8 +107,9 @@ impl FileStore {
         &self,
         page: &PageId,
         sender: &SenderId,
-        events: Vec<Value>,
+        events: impl IntoIterator<Item = impl Into<MessagingEvent>>,
     ) -> Result<usize, StoreError> {
+        let events = events.into_iter().map(Into::into).collect();
         self.conversations
             .add(
                 (page.clone(), sender.clone()),

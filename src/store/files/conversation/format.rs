@@ -13,8 +13,10 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::event::MessagingEvent;
 use super::recent_keys::RecentKeys;
 
 /// The bytes every file in line format ends with; an append overwrites them.
@@ -78,11 +80,11 @@ impl Summary {
         }
     }
 
-    /// The summary of events already built, noting their keys in `keys`.
-    pub(super) fn of(events: &[Value], keys: RecentKeys) -> Summary {
+    /// The summary of events already made, noting their keys in `keys`.
+    pub(super) fn of(events: &[MessagingEvent], keys: RecentKeys) -> Summary {
         let mut summary = Summary::empty(keys);
         for event in events {
-            summary.add(event_key(event), timestamp(event));
+            summary.add(event.key(), event.timestamp());
         }
         summary
     }
@@ -128,7 +130,7 @@ pub(super) fn summarize(bytes: &[u8], keys: RecentKeys) -> Option<Summary> {
 
 /// One event's key and timestamp, as [`event_key`] and [`timestamp`] give them. Events with
 /// a `mid` (nearly all) are only peeked at; the rest are built whole for their digest.
-fn peek(event: &[u8]) -> Option<(EventKey, Option<i64>)> {
+pub(super) fn peek(event: &[u8]) -> Option<(EventKey, Option<i64>)> {
     if event.first() == Some(&b'{')
         && let Ok(Peek {
             message: Some(PeekMessage { mid: Some(mid) }),
@@ -143,12 +145,12 @@ fn peek(event: &[u8]) -> Option<(EventKey, Option<i64>)> {
 
 /// Sorts by timestamp, keeping arrival order among equals. An event without a timestamp keeps
 /// its place after the event before it.
-pub(super) fn sort_chronologically(events: &mut Vec<Value>) {
+pub(super) fn sort_chronologically(events: &mut Vec<MessagingEvent>) {
     let mut last = i64::MIN;
-    let mut keyed: Vec<(i64, Value)> = events
+    let mut keyed: Vec<(i64, MessagingEvent)> = events
         .drain(..)
         .map(|event| {
-            last = timestamp(&event).unwrap_or(last);
+            last = event.timestamp().unwrap_or(last);
             (last, event)
         })
         .collect();
@@ -158,22 +160,17 @@ pub(super) fn sort_chronologically(events: &mut Vec<Value>) {
 
 /// Drops events `stored` already or repeated within `events`.
 pub(super) fn keep_unseen(
-    events: impl IntoIterator<Item = Value>,
+    events: impl IntoIterator<Item = MessagingEvent>,
     stored: impl Fn(&EventKey) -> bool,
-) -> Vec<Value> {
+) -> Vec<MessagingEvent> {
     let mut batch = HashSet::new();
     events
         .into_iter()
         .filter(|event| {
-            let key = event_key(event);
+            let key = event.key();
             !stored(&key) && batch.insert(key)
         })
         .collect()
-}
-
-fn line(event: &Value) -> Vec<u8> {
-    // Compact JSON escapes control characters, so an event is always exactly one line.
-    serde_json::to_vec(event).expect("a Value always serialises")
 }
 
 /// What [`render`] or [`render_append`] made, read as a JSON array of the events in it: both
@@ -183,31 +180,38 @@ pub(super) fn as_json_array(rendered: &[u8]) -> [&[u8]; 2] {
 }
 
 /// A whole file holding `events`.
-pub(super) fn render(events: &[Value]) -> Vec<u8> {
-    let mut out = b"[".to_vec();
+pub(super) fn render(events: &[MessagingEvent]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rendered_len(events));
+    out.push(b'[');
     for (i, event) in events.iter().enumerate() {
         out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
-        out.extend_from_slice(&line(event));
+        out.extend_from_slice(event.line());
     }
     out.extend_from_slice(TAIL);
     out
 }
 
 /// What replaces the [`TAIL`] of a non-empty file to add `events` after its last one.
-pub(super) fn render_append(events: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
+pub(super) fn render_append(events: &[MessagingEvent]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rendered_len(events));
     for event in events {
         out.extend_from_slice(b",\n");
-        out.extend_from_slice(&line(event));
+        out.extend_from_slice(event.line());
     }
     out.extend_from_slice(TAIL);
     out
 }
 
+/// What [`render`] or [`render_append`] makes of `events` is at most this long.
+fn rendered_len(events: &[MessagingEvent]) -> usize {
+    let lines: usize = events.iter().map(|event| event.line().len() + 2).sum();
+    lines + TAIL.len() + 1
+}
+
 /// What a file holds, and whether it had to be pieced together.
 #[derive(Debug)]
 pub(super) struct Parsed {
-    pub events: Vec<Value>,
+    pub events: Vec<MessagingEvent>,
     /// The file was already in line format: appends may go in place.
     pub line_format: bool,
     /// Lines that were not complete events. Only the last line can be torn by a crash during
@@ -220,7 +224,16 @@ pub(super) struct Parsed {
 }
 
 pub(super) fn parse(bytes: &[u8]) -> Parsed {
-    if let Ok(events) = serde_json::from_slice::<Vec<Value>>(bytes) {
+    // Each event kept as the file has it; an array holding anything but objects is pieced
+    // together line by line below, which drops what is not an event.
+    let events = serde_json::from_slice::<Vec<&RawValue>>(bytes)
+        .ok()
+        .and_then(|raw| {
+            raw.iter()
+                .map(|event| MessagingEvent::from_json(event.get().as_bytes()))
+                .collect::<Option<Vec<_>>>()
+        });
+    if let Some(events) = events {
         // A file written by the original (one line, no trailing newline) parses too; it is
         // rewritten in line format before the first in-place append.
         let line_format = !events.is_empty()
@@ -246,9 +259,9 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed {
         let raw = raw.strip_prefix(b"[").unwrap_or(raw);
         let raw = raw.strip_suffix(b"]").unwrap_or(raw);
         let raw = raw.strip_suffix(b",").unwrap_or(raw);
-        match serde_json::from_slice::<Value>(raw) {
-            Ok(event @ Value::Object(_)) => events.push(event),
-            _ => bad.push(i),
+        match MessagingEvent::from_json(raw) {
+            Some(event) => events.push(event),
+            None => bad.push(i),
         }
     }
     Parsed {
@@ -266,8 +279,12 @@ mod tests {
 
     use super::*;
 
-    fn ev(mid: &str, ts: i64) -> Value {
+    fn value(mid: &str, ts: i64) -> Value {
         json!({"sender": {"id": "1"}, "recipient": {"id": "2"}, "timestamp": ts, "message": {"mid": mid, "text": "a\nb"}})
+    }
+
+    fn ev(mid: &str, ts: i64) -> MessagingEvent {
+        value(mid, ts).into()
     }
 
     #[test]
@@ -291,13 +308,14 @@ mod tests {
         for rendered in [render(&events), render_append(&events)] {
             let array: Vec<u8> = as_json_array(&rendered).concat();
             let back: Vec<Value> = serde_json::from_slice(&array).unwrap();
-            assert_eq!(back, events);
+            let sent: Vec<Value> = events.iter().map(MessagingEvent::to_value).collect();
+            assert_eq!(back, sent);
         }
     }
 
     #[test]
     fn original_single_line_files_parse_but_are_not_line_format() {
-        let bytes = serde_json::to_vec(&vec![ev("m1", 1), ev("m2", 2)]).unwrap();
+        let bytes = serde_json::to_vec(&vec![value("m1", 1), value("m2", 2)]).unwrap();
         let parsed = parse(&bytes);
         assert_eq!(parsed.events.len(), 2);
         assert!(!parsed.line_format);
@@ -324,8 +342,8 @@ mod tests {
 
     #[test]
     fn keys_prefer_the_mid_and_ignore_key_order_otherwise() {
-        assert_eq!(event_key(&ev("m1", 1)), event_key(&ev("m1", 2)));
-        assert_ne!(event_key(&ev("m1", 1)), event_key(&ev("m2", 1)));
+        assert_eq!(event_key(&value("m1", 1)), event_key(&value("m1", 2)));
+        assert_ne!(event_key(&value("m1", 1)), event_key(&value("m2", 1)));
         let a: Value =
             serde_json::from_str(r#"{"sender":{"id":"1"},"read":{"watermark":5}}"#).unwrap();
         let b: Value =
@@ -338,15 +356,18 @@ mod tests {
 
     #[test]
     fn a_summary_learns_what_parsing_every_event_would() {
-        let events = vec![
-            ev("m1", 5),
+        let events: Vec<MessagingEvent> = [
+            value("m1", 5),
             json!({"sender": {"id": "1"}, "delivery": {"mids": ["m1"], "watermark": 9}, "timestamp": 9}),
             json!({"message": {"mid": "m\"2\\é", "text": "x"}, "timestamp": 7.5}),
             json!({"message": {"mid": 3}, "timestamp": "late"}),
             json!({"message": null}),
             json!({"message": {"text": "no mid"}, "timestamp": 8}),
-            ev("m1", 6),
-        ];
+            value("m1", 6),
+        ]
+        .into_iter()
+        .map(MessagingEvent::from)
+        .collect();
         let bytes = render(&events);
         let expected = Summary::of(&parse(&bytes).events, RecentKeys::complete());
         assert_eq!(expected.count, 7);
@@ -363,8 +384,8 @@ mod tests {
     fn only_clean_line_format_files_are_summarized() {
         let bytes = render(&[ev("m1", 1), ev("m2", 2)]);
         let torn = &bytes[..bytes.len() - 5];
-        let single_line = serde_json::to_vec(&vec![ev("m1", 1)]).unwrap();
-        let pretty = serde_json::to_vec_pretty(&vec![ev("m1", 1)]).unwrap();
+        let single_line = serde_json::to_vec(&vec![value("m1", 1)]).unwrap();
+        let pretty = serde_json::to_vec_pretty(&vec![value("m1", 1)]).unwrap();
         let missing_comma = b"[\n{\"a\":1}\n{\"b\":2}\n]\n";
         let trailing_comma = b"[\n{\"a\":1},\n]\n";
         for bad in [torn, &single_line, &pretty, missing_comma, trailing_comma] {
@@ -375,13 +396,13 @@ mod tests {
 
     #[test]
     fn sorting_is_stable_and_carries_missing_timestamps() {
-        let no_ts = json!({"delivery": {"watermark": 1}});
+        let no_ts = MessagingEvent::from(json!({"delivery": {"watermark": 1}}));
         let mut events = vec![ev("b", 5), no_ts.clone(), ev("a", 1), ev("c", 5)];
         sort_chronologically(&mut events);
-        let order: Vec<EventKey> = events.iter().map(event_key).collect();
+        let order: Vec<EventKey> = events.iter().map(MessagingEvent::key).collect();
         let expected: Vec<EventKey> = [ev("a", 1), ev("b", 5), no_ts, ev("c", 5)]
             .iter()
-            .map(event_key)
+            .map(MessagingEvent::key)
             .collect();
         assert_eq!(order, expected);
     }

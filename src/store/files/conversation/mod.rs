@@ -14,6 +14,7 @@
 //! by the journal in the server, by flushing each file elsewhere) before `add` returns;
 //! rewrites of existing files fsync before their rename.
 
+mod event;
 mod format;
 mod handles;
 mod near_tail;
@@ -33,9 +34,10 @@ use super::group_sync::{Dirty, GroupSync};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
+pub use event::MessagingEvent;
 use format::{
     EventKey, Summary, TAIL, as_json_array, keep_unseen, parse, render, render_append,
-    sort_chronologically, summarize, timestamp,
+    sort_chronologically, summarize,
 };
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
@@ -101,11 +103,11 @@ impl Known {
 
     /// Whether `events` can go after the last stored event: the file is in line format and
     /// none of them is older (an older one takes the rewrite, to keep the file in time order).
-    fn appendable(&self, events: &[Value]) -> bool {
+    fn appendable(&self, events: &[MessagingEvent]) -> bool {
         self.line_format
             && events
                 .iter()
-                .all(|event| match (timestamp(event), self.last_timestamp) {
+                .all(|event| match (event.timestamp(), self.last_timestamp) {
                     (Some(ts), Some(last)) => ts >= last,
                     _ => true,
                 })
@@ -119,7 +121,7 @@ impl Known {
     }
 
     /// Takes note of `fresh` having been written, leaving the file as `fingerprint`.
-    fn stored(&mut self, fresh: &[Value], fingerprint: Option<Fingerprint>) {
+    fn stored(&mut self, fresh: &[MessagingEvent], fingerprint: Option<Fingerprint>) {
         let inode = |fp: Option<Fingerprint>| fp.map(|f| (f.dev, f.ino));
         if inode(fingerprint) != inode(self.fingerprint) {
             self.file = None; // a handle of the file this one replaced
@@ -130,7 +132,7 @@ impl Known {
         self.count += fresh.len();
         self.last_timestamp = fresh
             .iter()
-            .filter_map(timestamp)
+            .filter_map(MessagingEvent::timestamp)
             .chain(self.last_timestamp)
             .max();
         self.line_format = true;
@@ -238,7 +240,7 @@ impl Conversations {
         &self,
         key: Key,
         paths: impl FnOnce() -> ConversationPaths,
-        events: Vec<Value>,
+        events: Vec<MessagingEvent>,
     ) -> Result<usize, StoreError> {
         let journal_as = self.sync.is_journaled().then(|| key.clone());
         // The conversation is held only while its file is written, not while it is flushed.
@@ -307,7 +309,7 @@ impl Replay {
     pub(crate) fn add(
         &mut self,
         paths: &ConversationPaths,
-        events: Vec<Value>,
+        events: Vec<MessagingEvent>,
         in_doubt: bool,
     ) -> Result<(), StoreError> {
         let slot = self
@@ -388,7 +390,11 @@ pub(crate) fn read(paths: &ConversationPaths) -> Result<Vec<Value>, StoreError> 
         Err(err) => return Err(StoreError::io("open", &paths.lock)(err)),
     };
     match fs::read(&paths.file) {
-        Ok(bytes) => Ok(parse(&bytes).events),
+        Ok(bytes) => Ok(parse(&bytes)
+            .events
+            .iter()
+            .map(MessagingEvent::to_value)
+            .collect()),
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(Vec::new()),
         Err(err) => Err(StoreError::io("read", &paths.file)(err)),
     }
@@ -397,7 +403,7 @@ pub(crate) fn read(paths: &ConversationPaths) -> Result<Vec<Value>, StoreError> 
 fn add_locked(
     slot: &mut Slot,
     paths: &ConversationPaths,
-    events: Vec<Value>,
+    events: Vec<MessagingEvent>,
     journal_as: Option<&Key>,
 ) -> Result<Written, StoreError> {
     let result = add_waiting(slot, paths, events, journal_as);
@@ -416,9 +422,9 @@ fn add_locked(
 fn append_now(
     slot: &mut Slot,
     paths: &ConversationPaths,
-    events: Vec<Value>,
+    events: Vec<MessagingEvent>,
     journal_as: Option<&Key>,
-) -> Result<Result<Written, Vec<Value>>, StoreError> {
+) -> Result<Result<Written, Vec<MessagingEvent>>, StoreError> {
     let Slot { known, lock, .. } = slot;
     let Some(known) = known.as_mut() else {
         return Ok(Err(events));
@@ -494,9 +500,9 @@ fn slot_in_now(
     known: &mut Known,
     paths: &ConversationPaths,
     len: u64,
-    events: Vec<Value>,
+    events: Vec<MessagingEvent>,
     journal_as: Option<&Key>,
-) -> Result<Result<Written, Vec<Value>>, StoreError> {
+) -> Result<Result<Written, Vec<MessagingEvent>>, StoreError> {
     // `events` stay whole for the caller should the place be further back.
     let mut fresh = keep_unseen(events.iter().cloned(), |key| known.keys.contains(key));
     if fresh.is_empty() {
@@ -517,7 +523,7 @@ fn slot_in_now(
 fn add_waiting(
     slot: &mut Slot,
     paths: &ConversationPaths,
-    events: Vec<Value>,
+    events: Vec<MessagingEvent>,
     journal_as: Option<&Key>,
 ) -> Result<Written, StoreError> {
     // Released when `_lock` is closed at the end of this function.
@@ -567,8 +573,8 @@ fn add_waiting(
         (None, None, Some(_)) => {
             let mut all = read_events(&paths.file)?;
             // What is on disk decides what is new, should this process's view be behind.
-            let on_disk: HashSet<EventKey> = all.iter().map(format::event_key).collect();
-            fresh.retain(|e| !on_disk.contains(&format::event_key(e)));
+            let on_disk: HashSet<EventKey> = all.iter().map(MessagingEvent::key).collect();
+            fresh.retain(|e| !on_disk.contains(&e.key()));
             known.count = all.len();
             all.extend(fresh.iter().cloned());
             sort_chronologically(&mut all);
@@ -717,11 +723,15 @@ fn keys_on_disk(path: &Path) -> Result<HashSet<EventKey>, StoreError> {
     let bytes = fs::read(path).map_err(StoreError::io("read", path))?;
     Ok(match summarize(&bytes, RecentKeys::complete()) {
         Some(summary) => summary.keys.into_keys(),
-        None => parse(&bytes).events.iter().map(format::event_key).collect(),
+        None => parse(&bytes)
+            .events
+            .iter()
+            .map(MessagingEvent::key)
+            .collect(),
     })
 }
 
-fn read_events(path: &Path) -> Result<Vec<Value>, StoreError> {
+fn read_events(path: &Path) -> Result<Vec<MessagingEvent>, StoreError> {
     let bytes = fs::read(path).map_err(StoreError::io("read", path))?;
     Ok(parse(&bytes).events)
 }

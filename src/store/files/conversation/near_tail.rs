@@ -4,9 +4,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use serde_json::Value;
-
-use super::format::{TAIL, render_append, sort_chronologically, timestamp};
+use super::event::MessagingEvent;
+use super::format::{TAIL, render_append, sort_chronologically};
 use crate::store::StoreError;
 
 /// How far back from the end an older event is slotted in place; beyond, the file is rewritten.
@@ -24,9 +23,9 @@ const NEAR_TAIL_WINDOWS: [u64; 2] = [4 * 1024, 64 * 1024];
 pub(super) fn insert_near_tail(
     path: &Path,
     len: u64,
-    fresh: &[Value],
+    fresh: &[MessagingEvent],
 ) -> Result<Option<(File, Vec<u8>)>, StoreError> {
-    let Some(oldest) = fresh.iter().filter_map(timestamp).min() else {
+    let Some(oldest) = fresh.iter().filter_map(MessagingEvent::timestamp).min() else {
         return Ok(None);
     };
     let file = OpenOptions::new()
@@ -65,15 +64,15 @@ pub(super) fn insert_near_tail(
 /// In the last bytes of a line-format file, where events newer than `oldest` begin: the
 /// offset (in `chunk`) right after the last event that stays, and the events after it, in
 /// order. `None` when that place is not inside `chunk`, or the file does not end as it should.
-fn find_place(chunk: &[u8], oldest: i64) -> Option<(u64, Vec<Value>)> {
+fn find_place(chunk: &[u8], oldest: i64) -> Option<(u64, Vec<MessagingEvent>)> {
     let body = chunk.strip_suffix(TAIL)?;
     // Walk back line by line; the first line of the chunk may be cut, so it never counts.
     let mut displaced = Vec::new();
     let mut end = body.len();
     loop {
         let newline = body[..end].iter().rposition(|&b| b == b'\n')?;
-        let event = serde_json::from_slice::<Value>(&body[newline + 1..end]).ok()?;
-        match timestamp(&event) {
+        let event = MessagingEvent::from_json(&body[newline + 1..end])?;
+        match event.timestamp() {
             Some(ts) if ts > oldest => displaced.push(event),
             // The last event that stays: the new ones go right after it.
             _ => break,

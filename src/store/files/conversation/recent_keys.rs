@@ -10,9 +10,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use serde_json::Value;
-
-use super::format::{EventKey, event_key, timestamp};
+use super::event::MessagingEvent;
+use super::format::EventKey;
 
 /// How many keys a cached conversation keeps: redeliveries come within minutes, when a real
 /// conversation has moved on by a few messages, not by dozens.
@@ -51,13 +50,13 @@ impl RecentKeys {
     }
 
     /// Whether memory alone tells which of `events` are stored already.
-    pub(super) fn decides(&self, events: &[Value]) -> bool {
+    pub(super) fn decides(&self, events: &[MessagingEvent]) -> bool {
         let Some(forgotten) = self.forgotten_up_to else {
             return true;
         };
         events
             .iter()
-            .all(|event| timestamp(event).is_some_and(|ts| ts > forgotten))
+            .all(|event| event.timestamp().is_some_and(|ts| ts > forgotten))
     }
 
     pub(super) fn contains(&self, key: &EventKey) -> bool {
@@ -65,8 +64,8 @@ impl RecentKeys {
     }
 
     /// Takes note of an event stored, forgetting the oldest noted beyond the limit.
-    pub(super) fn note(&mut self, event: &Value) {
-        self.note_key(event_key(event), timestamp(event));
+    pub(super) fn note(&mut self, event: &MessagingEvent) {
+        self.note_key(event.key(), event.timestamp());
     }
 
     pub(super) fn note_key(&mut self, key: EventKey, ts: Option<i64>) {
@@ -102,8 +101,12 @@ mod tests {
 
     use super::*;
 
-    fn event(mid: &str, ts: i64) -> Value {
-        json!({"timestamp": ts, "message": {"mid": mid}})
+    fn event(mid: &str, ts: i64) -> MessagingEvent {
+        json!({"timestamp": ts, "message": {"mid": mid}}).into()
+    }
+
+    fn event_key(event: &MessagingEvent) -> EventKey {
+        event.key()
     }
 
     #[test]
@@ -120,7 +123,10 @@ mod tests {
         // A repeat of m0 (timestamp 10) could be anything at or before 10.
         assert!(!keys.decides(&[event("x", 10)]));
         assert!(!keys.decides(&[event("y", 50), event("x", 5)]));
-        assert!(!keys.decides(&[json!({"delivery": {}})]), "no timestamp");
+        assert!(
+            !keys.decides(&[json!({"delivery": {}}).into()]),
+            "no timestamp"
+        );
         assert!(keys.decides(&[event("x", 11), event("y", 50)]));
     }
 
@@ -138,7 +144,7 @@ mod tests {
     #[test]
     fn keys_without_a_timestamp_are_kept_and_repeats_noted_once() {
         let mut keys = RecentKeys::keeping(1);
-        let receipt = json!({"delivery": {"watermark": 1}});
+        let receipt = json!({"delivery": {"watermark": 1}}).into();
         keys.note(&receipt);
         keys.note(&event("a", 1));
         keys.note(&event("a", 1));

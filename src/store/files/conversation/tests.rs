@@ -564,9 +564,11 @@ async fn a_replay_flushes_the_files_it_finds_complete_and_their_folders() {
     let elsewhere = store.conversation_paths(&PageId::parse("102").unwrap(), &sender);
 
     let mut replay = super::Replay::default();
-    replay.add(&paths, vec![message("m1", 10)], false).unwrap();
     replay
-        .add(&elsewhere, vec![message("m2", 20)], false)
+        .add(&paths, vec![message("m1", 10).into()], false)
+        .unwrap();
+    replay
+        .add(&elsewhere, vec![message("m2", 20).into()], false)
         .unwrap();
     // Another page's folder, removed by hand before the flush: nothing of it to flush.
     std::fs::remove_dir_all(elsewhere.file.parent().unwrap().parent().unwrap()).unwrap();
