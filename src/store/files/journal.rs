@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::atomic::{ensure_dir, flush_file, flush_paths, parent, sync_dir};
 use crate::store::StoreError;
@@ -49,12 +49,21 @@ const HEADER: usize = 8;
 /// No record is larger than a webhook body (1 MiB); a bigger length is a damaged header.
 const MAX_RECORD_BYTES: u64 = 4 << 20;
 
-/// What one conversation gained: a record's payload.
-#[derive(Debug, Deserialize, PartialEq)]
+/// What one conversation gained: a record's payload. Its events stay raw: the replay stores
+/// them as they were written, without building and serialising each one again.
+#[derive(Debug, Deserialize)]
 pub(crate) struct Record {
     pub page: String,
     pub customer: String,
-    pub events: Vec<Value>,
+    pub events: Vec<Box<RawValue>>,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        (&self.page, &self.customer) == (&other.page, &other.customer)
+            && self.events.len() == other.events.len()
+            && (self.events.iter().zip(&other.events)).all(|(a, b)| a.get() == b.get())
+    }
 }
 
 /// One journal entry of a round: the record, and what its checkpoint must flush.
@@ -69,7 +78,7 @@ impl Record {
     /// The record with its length and checksum in front.
     #[cfg(test)]
     pub(crate) fn framed(&self) -> Vec<u8> {
-        let events = serde_json::to_vec(&self.events).expect("a Value always serialises");
+        let events = serde_json::to_vec(&self.events).expect("raw JSON always serialises");
         Record::frame(&self.page, &self.customer, &[&events])
     }
 
@@ -587,7 +596,12 @@ mod tests {
         Record {
             page: "101".into(),
             customer: format!("{}", 2000 + n % 3),
-            events: vec![json!({"message": {"mid": format!("m{n}")}, "timestamp": n})],
+            events: vec![
+                serde_json::value::to_raw_value(
+                    &json!({"message": {"mid": format!("m{n}")}, "timestamp": n}),
+                )
+                .unwrap(),
+            ],
         }
     }
 

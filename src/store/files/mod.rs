@@ -78,7 +78,11 @@ impl FileStore {
                     tracing::error!(segment = %path.display(), "journal record with invalid ids skipped");
                     return Ok(());
                 };
-                let events = record.events.into_iter().map(MessagingEvent::from);
+                // Only objects were ever written; anything else is not an event to restore.
+                let events = record
+                    .events
+                    .iter()
+                    .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));
                 replay.add(
                     &self.conversation_paths(&page, &customer),
                     events.collect(),
