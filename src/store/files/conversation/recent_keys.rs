@@ -18,6 +18,7 @@ use super::format::EventKey;
 pub(super) const KEPT: usize = 64;
 
 #[derive(Debug)]
+#[cfg_attr(test, derive(PartialEq))]
 pub(super) struct RecentKeys {
     limit: usize,
     keys: HashSet<EventKey>,
@@ -82,6 +83,17 @@ impl RecentKeys {
             self.forgotten_up_to = self.forgotten_up_to.max(Some(old_ts));
         }
         self.order.push_back((ts, key));
+    }
+
+    /// How many timestamped keys are kept ([`usize::MAX`]: all).
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes note of an event older than every key to be noted, whose key would be forgotten
+    /// by then anyway: only its timestamp counts (memory no longer decides what is that old).
+    pub(super) fn note_forgotten(&mut self, ts: i64) {
+        self.forgotten_up_to = self.forgotten_up_to.max(Some(ts));
     }
 
     /// Every key kept (all of them when [`RecentKeys::complete`]).
