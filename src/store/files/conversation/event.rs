@@ -23,7 +23,9 @@ impl MessagingEvent {
     /// whose JSON spans lines (pretty-printed) is made compact: a file holds one per line.
     pub fn from_json(json: &[u8]) -> Option<MessagingEvent> {
         let json = json.trim_ascii();
-        if json.first() != Some(&b'{') {
+        // A peek skips over strings it does not read without checking their UTF-8; the line
+        // must be valid whole, for whoever reads the file.
+        if json.first() != Some(&b'{') || std::str::from_utf8(json).is_err() {
             return None;
         }
         if json.contains(&b'\n') || json.contains(&b'\r') {
@@ -122,6 +124,7 @@ mod tests {
             b"{\"a\":1}{}",
             b"",
             b"null",
+            b"{\"message\":{\"mid\":\"m\",\"text\":\"\xff\"}}",
         ] {
             assert!(MessagingEvent::from_json(bad).is_none(), "{bad:?}");
         }
