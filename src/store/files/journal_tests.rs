@@ -75,6 +75,34 @@ async fn acknowledged_events_survive_files_that_never_reached_the_disk() {
 }
 
 #[tokio::test]
+async fn a_start_reads_recent_conversations_ahead_and_they_still_deduplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    let (a, b) = (customer(1), customer(2));
+    add_messages(&store, &a, 3).await;
+    add_messages(&store, &b, 1).await;
+    store.checkpoint().await.unwrap();
+    drop(store);
+    // What is not a conversation is passed over.
+    let facebook = dir.path().join("facebook");
+    std::fs::create_dir_all(facebook.join("not a page/conversations")).unwrap();
+    std::fs::write(facebook.join("101/conversations/notes.txt"), b"x").unwrap();
+    std::fs::write(facebook.join("101/conversations/bad name.json"), b"[]").unwrap();
+
+    let restarted = FileStore::with_journal(dir.path()).unwrap();
+    for who in [&a, &b] {
+        let key = (page(), who.clone());
+        assert!(restarted.conversations.is_cached(&key), "{who} read ahead");
+    }
+    let added = restarted
+        .add_to_conversation(&page(), &a, vec![message(1, 1), message(9, 9)])
+        .await
+        .unwrap();
+    assert_eq!(added, 1, "m1 is known, m9 is new");
+    assert_eq!(on_disk(&restarted, &a), ["m0", "m1", "m2", "m9"]);
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = FileStore::with_journal(dir.path()).unwrap();

@@ -44,7 +44,7 @@ use near_tail::insert_near_tail;
 use recent_keys::RecentKeys;
 
 /// How many conversations keep their message ids in memory while idle.
-const CACHED_CONVERSATIONS: usize = 1024;
+pub(super) const CACHED_CONVERSATIONS: usize = 1024;
 
 /// Where one conversation lives on disk.
 #[derive(Debug, Clone)]
@@ -273,6 +273,30 @@ impl Conversations {
         };
         round.durable().await?;
         Ok(added)
+    }
+
+    /// Reads a conversation's file into the cache ahead of its first update (see
+    /// `FileStore::warm_up`). Blocking; a conversation already in use is left alone.
+    pub(crate) fn warm(&self, key: Key, paths: ConversationPaths) -> Result<(), StoreError> {
+        let slot = self.slot(key);
+        let Ok(mut slot) = slot.try_lock() else {
+            return Ok(());
+        };
+        let _lock = lock_exclusive(&paths)?;
+        let result = refresh(&mut slot, &paths).map(|_| ());
+        if result.is_err() {
+            slot.known = None;
+        }
+        slot.paths = Some(Arc::new(paths));
+        result
+    }
+
+    #[cfg(test)]
+    pub(in crate::store::files) fn is_cached(&self, key: &Key) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .get(key)
+            .is_some_and(|slot| slot.try_lock().is_ok_and(|slot| slot.known.is_some()))
     }
 
     pub(crate) async fn checkpoint(&self) -> Result<(), StoreError> {
