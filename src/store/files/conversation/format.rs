@@ -123,8 +123,8 @@ struct PeekMessage<'a> {
 ///
 /// Only the newest lines, whose keys `keys` keeps, are peeked at for their message id (and
 /// its digest); of the older ones only the timestamp is read, as `keys` would forget their
-/// ids anyway. After a restart that makes each conversation's first append cost ~half as much
-/// for a file of 100 events, and less the longer the file.
+/// ids anyway: a file of 5,000 events costs 64 peeks and 4,936 timestamp reads, not 5,000
+/// peeks and digests.
 pub(super) fn summarize(bytes: &[u8], keys: RecentKeys) -> Option<Summary> {
     let body = bytes.strip_prefix(b"[\n")?.strip_suffix(TAIL)?;
     let mut lines = Vec::new();
