@@ -75,21 +75,16 @@ impl FileStore {
     /// repair), as before.
     fn warm_up(&self) {
         let started = std::time::Instant::now();
-        let newest = self.recent_conversations(conversation::CACHED_CONVERSATIONS);
-        let warmed = newest
-            .into_iter()
-            .filter(|(page, customer)| {
-                let paths = self.conversation_paths(page, customer);
-                let key = (page.clone(), customer.clone());
-                match self.conversations.warm(key, paths) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "conversation not read ahead; its next update reads it");
-                        false
-                    }
+        let mut warmed = 0;
+        for (page, customer) in self.recent_conversations(conversation::CACHED_CONVERSATIONS) {
+            let paths = self.conversation_paths(&page, &customer);
+            match self.conversations.warm((page, customer), paths) {
+                Ok(()) => warmed += 1,
+                Err(err) => {
+                    tracing::warn!(error = %err, "conversation not read ahead; its next update reads it")
                 }
-            })
-            .count();
+            }
+        }
         if warmed > 0 {
             tracing::info!(conversations = warmed, elapsed = ?started.elapsed(), "read the recent conversations ahead");
         }
