@@ -103,6 +103,44 @@ async fn a_start_reads_recent_conversations_ahead_and_they_still_deduplicate() {
 }
 
 #[tokio::test]
+async fn the_most_recently_written_conversations_are_the_last_a_full_cache_forgets() {
+    use super::conversation::CACHED_CONVERSATIONS;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    add_messages(&store, &customer(0), 2).await;
+    store.checkpoint().await.unwrap();
+    // More conversations than the cache keeps, each written a second after the one before.
+    let count = CACHED_CONVERSATIONS + 6;
+    let first = store.conversation_path(&page(), &customer(0));
+    let written = std::time::SystemTime::now() - Duration::from_secs(count as u64);
+    for n in 0..count {
+        let path = store.conversation_path(&page(), &customer(n));
+        if n > 0 {
+            std::fs::copy(&first, &path).unwrap();
+        }
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(written + Duration::from_secs(n as u64))
+            .unwrap();
+    }
+    drop(store);
+
+    let restarted = FileStore::with_journal(dir.path()).unwrap();
+    let cached = |n: usize| restarted.conversations.is_cached(&(page(), customer(n)));
+    assert!(
+        !cached(5) && cached(6) && cached(count - 1),
+        "the newest read ahead"
+    );
+    // A new conversation makes room: the least recently written go, the newest stay.
+    add_messages(&restarted, &customer(count), 1).await;
+    assert!(cached(count) && cached(count - 1) && cached(count - 100));
+    assert!(
+        !cached(6) && !cached(7),
+        "the oldest read ahead were forgotten first"
+    );
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = FileStore::with_journal(dir.path()).unwrap();

@@ -76,7 +76,9 @@ impl FileStore {
     fn warm_up(&self) {
         let started = std::time::Instant::now();
         let mut warmed = 0;
-        for (page, customer) in self.recent_conversations(conversation::CACHED_CONVERSATIONS) {
+        // Oldest first, so that the most recent ones are the last the cache would forget.
+        let recent = self.recent_conversations(conversation::CACHED_CONVERSATIONS);
+        for (page, customer) in recent.into_iter().rev() {
             let paths = self.conversation_paths(&page, &customer);
             match self.conversations.warm((page, customer), paths) {
                 Ok(()) => warmed += 1,

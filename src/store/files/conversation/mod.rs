@@ -19,6 +19,7 @@ mod format;
 mod handles;
 mod near_tail;
 mod recent_keys;
+mod slots;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -42,6 +43,7 @@ use format::{
 use handles::{HeldLock, Kept};
 use near_tail::insert_near_tail;
 use recent_keys::RecentKeys;
+use slots::Slots;
 
 /// How many conversations keep their message ids in memory while idle.
 pub(super) const CACHED_CONVERSATIONS: usize = 1024;
@@ -166,7 +168,7 @@ type SlotHandle = Arc<tokio::sync::Mutex<Slot>>;
 
 #[derive(Debug)]
 pub(crate) struct Conversations {
-    slots: Mutex<HashMap<Key, SlotHandle>>,
+    slots: Mutex<Slots<Key, tokio::sync::Mutex<Slot>>>,
     sync: GroupSync,
 }
 
@@ -229,7 +231,7 @@ impl Conversations {
 
     fn with_sync(sync: GroupSync) -> Conversations {
         Conversations {
-            slots: Mutex::default(),
+            slots: Mutex::new(Slots::new(CACHED_CONVERSATIONS)),
             sync,
         }
     }
@@ -295,7 +297,7 @@ impl Conversations {
     pub(in crate::store::files) fn is_cached(&self, key: &Key) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
-            .get(key)
+            .peek(key)
             .is_some_and(|slot| slot.try_lock().is_ok_and(|slot| slot.known.is_some()))
     }
 
@@ -306,13 +308,10 @@ impl Conversations {
         }
     }
 
+    /// A conversation forgotten by the cache has its file read again when next touched.
     fn slot(&self, key: Key) -> SlotHandle {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.len() >= CACHED_CONVERSATIONS && !slots.contains_key(&key) {
-            // Forget idle conversations; their files are re-read when next touched.
-            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
-        }
-        Arc::clone(slots.entry(key).or_default())
+        slots.get(key)
     }
 }
 

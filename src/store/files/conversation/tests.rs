@@ -512,7 +512,7 @@ async fn forgotten_keys_are_checked_against_the_file(store: &FileStore) {
     let add = |events: Vec<Value>| store.add_to_conversation(&page, &sender, events);
     let kept = || {
         let slots = store.conversations.slots.lock().unwrap();
-        let slot = slots[&ids()].try_lock().unwrap();
+        let slot = slots.peek(&ids()).unwrap().try_lock().unwrap();
         slot.known.as_ref().map(|known| known.keys.len())
     };
     let total = 4 * KEPT as i64;
