@@ -14,7 +14,10 @@
 //!
 //! What a failed round held is handed to the next round again: the writers it covered were
 //! told of the failure, and when Meta redelivers, the event is deduplicated as already
-//! written, so the next success must be the one that makes it durable.
+//! written, so the next success must be the one that makes it durable. A journal record is
+//! written again; a file whose flush failed is rewritten whole, not flushed again: once a
+//! flush has reported a write-back error, Linux may have dropped the pages that failed, and
+//! the next flush of the same file reports nothing and writes nothing ("fsyncgate").
 //!
 //! Writes that replace an existing file still fsync before their rename (a crash must never
 //! leave the name pointing at half a file); only appends and brand-new files, whose loss in a
@@ -23,20 +26,54 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
+use super::conversation::{ConversationPaths, rewrite_whole};
 use super::journal::{Entry, Journal};
 use crate::store::StoreError;
 
 /// What must reach the disk for a write to count.
 #[derive(Debug)]
 pub(crate) enum Dirty {
-    /// The file's data, and for a file that was just created, the folder entry naming it.
-    File { file: File, new_in: Option<PathBuf> },
+    File(Unflushed),
     /// The journal record of what was written; the file is flushed when its segment retires.
     Journaled(Entry),
+}
+
+/// A file appended to or created without a flush: its data, and for a file that was just
+/// created, the folder entry naming it.
+#[derive(Debug)]
+pub(crate) struct Unflushed {
+    pub file: File,
+    pub paths: ConversationPaths,
+    pub new_in: Option<PathBuf>,
+    /// A flush of `file` failed: what it held is made durable by a rewrite instead.
+    in_doubt: AtomicBool,
+}
+
+impl Unflushed {
+    pub(crate) fn new(file: File, paths: ConversationPaths, new_in: Option<PathBuf>) -> Unflushed {
+        Unflushed {
+            file,
+            paths,
+            new_in,
+            in_doubt: AtomicBool::new(false),
+        }
+    }
+
+    fn make_durable(&self) -> std::io::Result<()> {
+        if self.in_doubt.load(Ordering::Relaxed) {
+            return rewrite_whole(&self.paths).map_err(std::io::Error::other);
+        }
+        let flushed = self.file.sync_data();
+        if flushed.is_err() {
+            self.in_doubt.store(true, Ordering::Relaxed);
+        }
+        flushed
+    }
 }
 
 /// The writers of one round wait on it; the round says once how it ended.
@@ -186,9 +223,9 @@ async fn flush(
     for dirty in batch {
         match dirty {
             Dirty::Journaled(entry) => records.push(entry),
-            Dirty::File { file, new_in } => {
-                folders.extend(new_in.clone());
-                files.push(Arc::new((file, new_in)));
+            Dirty::File(unflushed) => {
+                folders.extend(unflushed.new_in.clone());
+                files.push(Arc::new(unflushed));
             }
         }
     }
@@ -206,7 +243,7 @@ async fn flush(
     }
     for file in &files {
         let file = Arc::clone(file);
-        tasks.spawn_blocking(move || file.0.sync_data());
+        tasks.spawn_blocking(move || file.make_durable());
     }
     for folder in folders {
         tasks.spawn_blocking(move || File::open(&folder)?.sync_all());
@@ -222,10 +259,9 @@ async fn flush(
     // Every task is done: the batch is this function's alone again.
     let records = Arc::into_inner(records).expect("no task holds the records any more");
     let batch = records.into_iter().map(Dirty::Journaled);
-    let files = files.into_iter().map(|file| {
-        let (file, new_in) = Arc::into_inner(file).expect("no task holds the file any more");
-        Dirty::File { file, new_in }
-    });
+    let files = files
+        .into_iter()
+        .map(|file| Dirty::File(Arc::into_inner(file).expect("no task holds the file any more")));
     (result, batch.chain(files).collect())
 }
 
@@ -257,15 +293,23 @@ fn failure() -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
-    fn dirty(dir: &std::path::Path, name: &str) -> Dirty {
-        let path = dir.join(name);
-        std::fs::write(&path, b"x").unwrap();
-        Dirty::File {
-            file: File::options().write(true).open(&path).unwrap(),
-            new_in: Some(dir.to_path_buf()),
+    fn paths(dir: &std::path::Path, name: &str) -> ConversationPaths {
+        ConversationPaths {
+            file: dir.join(name),
+            lock_dir: dir.join(".salesbot"),
+            lock: dir.join(".salesbot").join(format!("{name}.lock")),
         }
+    }
+
+    fn dirty(dir: &std::path::Path, name: &str) -> Dirty {
+        let paths = paths(dir, name);
+        std::fs::write(&paths.file, b"x").unwrap();
+        let file = File::options().write(true).open(&paths.file).unwrap();
+        Dirty::File(Unflushed::new(file, paths, Some(dir.to_path_buf())))
     }
 
     #[tokio::test]
@@ -295,15 +339,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gone = dir.path().join("gone");
         let sync = GroupSync::default();
-        let failing = Dirty::File {
-            file: File::create(dir.path().join("a.json")).unwrap(),
-            new_in: Some(gone.clone()),
-        };
+        let paths = paths(dir.path(), "a.json");
+        let file = File::create(&paths.file).unwrap();
+        let failing = Dirty::File(Unflushed::new(file, paths, Some(gone.clone())));
         assert!(sync.commit(Some(failing)).await.is_err());
         // Nothing new, but the failed work is still not on disk: no success yet.
         assert!(sync.commit(None).await.is_err());
         std::fs::create_dir(&gone).unwrap();
         sync.commit(None).await.unwrap();
+        assert!(sync.lock().pending.is_empty());
+    }
+
+    /// After a failed flush the retry must not trust a flush of the same file again.
+    #[tokio::test]
+    async fn a_file_whose_flush_failed_is_rewritten_whole_not_flushed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = GroupSync::default();
+        let paths = paths(dir.path(), "a.json");
+        std::fs::write(&paths.file, b"[\n{\"m\":1}\n]\n").unwrap();
+        let before = std::fs::metadata(&paths.file).unwrap().ino();
+        // A handle whose every flush fails, as one would after a write-back error.
+        let failing = File::options().write(true).open("/dev/null").unwrap();
+        let unflushed = Unflushed::new(failing, paths.clone(), None);
+        assert!(sync.commit(Some(Dirty::File(unflushed))).await.is_err());
+
+        sync.commit(None).await.unwrap();
+        let after = std::fs::metadata(&paths.file).unwrap().ino();
+        assert_ne!(before, after, "a new file took the old one's place");
+        assert_eq!(std::fs::read(&paths.file).unwrap(), b"[\n{\"m\":1}\n]\n");
         assert!(sync.lock().pending.is_empty());
     }
 

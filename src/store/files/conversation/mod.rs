@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::atomic::{create_unsynced, ensure_dir, flush_paths, write_atomic};
-use super::group_sync::{Dirty, GroupSync};
+use super::group_sync::{Dirty, GroupSync, Unflushed};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
@@ -211,10 +211,7 @@ fn pending(
             file: paths.file.clone(),
             new_in,
         }),
-        None => Dirty::File {
-            file: handle()?,
-            new_in,
-        },
+        None => Dirty::File(Unflushed::new(handle()?, paths.clone(), new_in)),
     })
 }
 
@@ -253,8 +250,9 @@ impl Conversations {
         // round will ever make durable. A repeat with nothing new hands over nothing, but still
         // waits for the next round, so that its 200 never comes before the write it repeats is
         // on disk (or was retried, should its round have failed).
+        let handle = self.slot(key);
         let (added, round) = {
-            let mut slot = self.slot(key).lock_owned().await;
+            let mut slot = Arc::clone(&handle).lock_owned().await;
             let paths = Arc::clone(slot.paths.get_or_insert_with(|| Arc::new(paths())));
             match append_now(&mut slot, &paths, events, journal_as.as_ref()) {
                 Ok(Ok(written)) => (written.added, self.sync.hand_over(written.dirty)),
@@ -273,7 +271,12 @@ impl Conversations {
                 }
             }
         };
-        round.durable().await?;
+        if let Err(err) = round.durable().await {
+            // The retry makes the file durable by rewriting it as it reads then; should that
+            // read miss these events, the cache must not claim them when they come again.
+            handle.lock().await.known = None;
+            return Err(err);
+        }
         Ok(added)
     }
 
@@ -392,7 +395,7 @@ impl Replay {
 }
 
 /// See [`Replay::finish`]: the file as it reads now, written to a new file and flushed.
-fn rewrite_whole(paths: &ConversationPaths) -> Result<(), StoreError> {
+pub(super) fn rewrite_whole(paths: &ConversationPaths) -> Result<(), StoreError> {
     let _lock = lock_exclusive(paths)?;
     match fs::read(&paths.file) {
         Ok(bytes) => write_atomic(&paths.file, &bytes),
