@@ -83,11 +83,27 @@ pub(crate) fn flush_paths<'a>(
 /// Flushes one file written earlier without a sync; one gone since is skipped (see
 /// [`flush_paths`]).
 pub(crate) fn flush_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(test)]
+    FLUSHED.lock().unwrap().push(path.to_path_buf());
     match File::open(path) {
         Ok(file) => file.sync_data().map_err(StoreError::io("sync", path)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(StoreError::io("open", path)(err)),
     }
+}
+
+/// Every path [`flush_file`] was asked to flush, for tests to see that a flush happened.
+#[cfg(test)]
+pub(crate) static FLUSHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+pub(crate) fn times_flushed(path: &Path) -> usize {
+    FLUSHED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == path)
+        .count()
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {

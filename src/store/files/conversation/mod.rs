@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::atomic::{create_unsynced, ensure_dir, flush_paths, write_atomic};
+use super::atomic::{create_unsynced, ensure_dir, flush_file, flush_paths, write_atomic};
 use super::group_sync::{Dirty, GroupSync, Unflushed};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
@@ -88,6 +88,10 @@ struct Known {
     last_timestamp: Option<i64>,
     count: usize,
     line_format: bool,
+    /// Read from the disk and not flushed by this process since. What it holds may have been
+    /// written by a process that died before its flush (a `salesbot poll` killed mid-round),
+    /// so a repeat of those events must flush the file before it is acknowledged.
+    read_unflushed: bool,
 }
 
 impl Known {
@@ -100,7 +104,14 @@ impl Known {
             last_timestamp: None,
             count: 0,
             line_format: false,
+            read_unflushed: false,
         }
+    }
+
+    /// Whether some of `events` are stored already in a file whose content may not be on
+    /// disk: acknowledging them takes a flush of the file (see [`add_waiting`]).
+    fn repeats_unflushed(&self, events: &[MessagingEvent]) -> bool {
+        self.read_unflushed && events.iter().any(|event| self.keys.contains(&event.key()))
     }
 
     /// Whether `events` can go after the last stored event: the file is in line format and
@@ -153,6 +164,9 @@ struct Slot {
     /// Keep every key of the file in memory, not only the recent ones: for a pass over many
     /// records of the same files, each of which would otherwise re-read its file.
     every_key: bool,
+    /// Every file is flushed by the caller before anything is acknowledged (the replay), so
+    /// a repeat needs no flush of its own.
+    flushed_later: bool,
 }
 
 impl Slot {
@@ -343,6 +357,7 @@ impl Replay {
             .entry(paths.file.clone())
             .or_insert_with(|| Slot {
                 every_key: true,
+                flushed_later: true,
                 ..Slot::default()
             });
         let written = add_locked(slot, paths, events, None)?;
@@ -459,7 +474,8 @@ fn append_now(
     // Slotting a late event in near the end is page-cache work too.
     let late_ok = known.can_slot_in(journal_as.is_some());
     let decided = known.keys.decides(&events);
-    let (Some(fingerprint), true) = (known.fingerprint, decided && (appendable || late_ok)) else {
+    let fast = decided && (appendable || late_ok) && !known.repeats_unflushed(&events);
+    let (Some(fingerprint), true) = (known.fingerprint, fast) else {
         return Ok(Err(events));
     };
     // A lock file someone deleted would no longer exclude anybody: open the current one.
@@ -555,7 +571,9 @@ fn add_waiting(
     // Released when `_lock` is closed at the end of this function.
     let _lock = lock_exclusive(paths)?;
     let new_keys = slot.new_keys();
+    let flushed_later = slot.flushed_later;
     let known = refresh(slot, paths)?;
+    let received = events.len();
     let mut fresh = if known.keys.decides(&events) {
         keep_unseen(events, |key| known.keys.contains(key))
     } else {
@@ -563,6 +581,11 @@ fn add_waiting(
         let stored = keys_on_disk(&paths.file)?;
         keep_unseen(events, |key| stored.contains(key))
     };
+    if fresh.len() < received && known.read_unflushed && !flushed_later {
+        // The repeats are acknowledged with this update: what they found must be on disk.
+        flush_file(&paths.file)?;
+        known.read_unflushed = false;
+    }
     if fresh.is_empty() {
         return Ok(Written::nothing());
     }
@@ -676,6 +699,7 @@ fn load(paths: &ConversationPaths, new_keys: fn() -> RecentKeys) -> Result<Known
         last_timestamp: summary.last_timestamp,
         count: summary.count,
         line_format,
+        read_unflushed: true,
     })
 }
 

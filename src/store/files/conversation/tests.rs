@@ -582,3 +582,39 @@ async fn a_replay_flushes_the_files_it_finds_complete_and_their_folders() {
     assert_eq!(replay.finish().unwrap(), 1, "only m2 was missing");
     assert_eq!(mids(&parse_file(&store)), ["m1"]);
 }
+
+/// A process that dies between its write and its flush (a `salesbot poll` killed mid-round)
+/// leaves events in the page cache only. Whoever finds them there and acknowledges them as
+/// already stored must flush the file first, once.
+#[tokio::test]
+async fn a_repeat_of_events_read_from_the_disk_flushes_the_file_once() {
+    use crate::store::files::atomic::times_flushed;
+
+    for journaled in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (page, sender) = ids();
+        FileStore::new(dir.path())
+            .add_to_conversation(&page, &sender, vec![message("m0", 1000)])
+            .await
+            .unwrap();
+        let store = match journaled {
+            true => FileStore::with_journal(dir.path()).unwrap(),
+            false => FileStore::new(dir.path()),
+        };
+        let path = store.conversation_path(&page, &sender);
+        let add = |events: Vec<Value>| store.add_to_conversation(&page, &sender, events);
+        assert_eq!(times_flushed(&path), 0);
+
+        let repeat_and_new = vec![message("m0", 1000), message("m1", 1001)];
+        assert_eq!(
+            add(repeat_and_new).await.unwrap(),
+            1,
+            "journaled: {journaled}"
+        );
+        assert_eq!(times_flushed(&path), 1, "journaled: {journaled}");
+        // Flushed since it was read: later repeats need no flush of their own.
+        assert_eq!(add(vec![message("m0", 1000)]).await.unwrap(), 0);
+        assert_eq!(times_flushed(&path), 1, "journaled: {journaled}");
+        assert_eq!(mids(&parse_file(&store)), ["m0", "m1"]);
+    }
+}
