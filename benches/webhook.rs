@@ -9,6 +9,9 @@
 //! `sent_at_us,latency_us` line per request (when in the run the slow ones were);
 //! `BENCH_SERVER_BIN=path` runs another build of `salesbot` (an A/B in one session).
 //! `BENCH_CLIENT=wrk` drives both servers with `wrk` instead of the built-in client.
+//! `BENCH_CUSTOMERS=n` (default 1,000) spreads the messages over n customers, round-robin;
+//! with `BENCH_HOT=h` as well, four messages in five go to the first h of them and one in five
+//! to the rest: more conversations than the server's cache keeps, a few of them busy.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -32,7 +35,36 @@ mod common;
 mod wrk;
 
 const SECRET: &str = "bench-app-secret";
-const CUSTOMERS: usize = 1000;
+/// Who the messages are from: `BENCH_CUSTOMERS` customers, `BENCH_HOT` of them busy.
+struct Customers {
+    count: usize,
+    hot: usize,
+}
+
+fn customers() -> &'static Customers {
+    static CUSTOMERS: std::sync::OnceLock<Customers> = std::sync::OnceLock::new();
+    CUSTOMERS.get_or_init(|| {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let count = var("BENCH_CUSTOMERS").unwrap_or(1000).max(1);
+        let hot = var("BENCH_HOT").unwrap_or(0).min(count - 1);
+        Customers { count, hot }
+    })
+}
+
+impl Customers {
+    /// The customer of the `n`th message.
+    fn of(&self, n: usize) -> usize {
+        match self.hot {
+            0 => n % self.count,
+            hot if n % 5 != 4 => (n / 5 * 4 + n % 5) % hot,
+            hot => hot + (n / 5) % (self.count - hot),
+        }
+    }
+}
 
 fn main() {
     if let Some(port) = std::env::args().skip_while(|a| a != "--ceiling").nth(1) {
@@ -58,8 +90,10 @@ async fn run(duration: Duration) {
     connect_page(&env).await;
 
     println!(
-        "# webhook load: {} s per run, {CUSTOMERS} customers, one page",
-        duration.as_secs()
+        "# webhook load: {} s per run, {} customers ({} busy), one page",
+        duration.as_secs(),
+        customers().count,
+        customers().hot
     );
     println!(
         "| server | connections | requests/s | p50 ms | p99 ms | max ms | errors | peak RSS (MB) |"
@@ -302,7 +336,7 @@ async fn connection(
 }
 
 fn request(addr: SocketAddr, n: usize) -> Vec<u8> {
-    let customer = 10_000 + n % CUSTOMERS;
+    let customer = 10_000 + customers().of(n);
     let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "101", "time": 1, "messaging": [{
         "sender": {"id": customer.to_string()}, "recipient": {"id": "101"}, "timestamp": 1_700_000_000_000_u64 + n as u64,
         "message": {"mid": format!("m_bench_{n:09}"), "text": "Do you have this in blue, size M?"}
