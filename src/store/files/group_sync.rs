@@ -38,6 +38,7 @@ use crate::store::StoreError;
 /// What must reach the disk for a write to count.
 #[derive(Debug)]
 pub(crate) enum Dirty {
+    /// Without a journal: the file is flushed by the round.
     File(Unflushed),
     /// The journal record of what was written; the file is flushed when its segment retires.
     Journaled(Entry),
@@ -47,9 +48,9 @@ pub(crate) enum Dirty {
 /// created, the folder entry naming it.
 #[derive(Debug)]
 pub(crate) struct Unflushed {
-    pub file: File,
-    pub paths: ConversationPaths,
-    pub new_in: Option<PathBuf>,
+    file: File,
+    paths: ConversationPaths,
+    new_in: Option<PathBuf>,
     /// A flush of `file` failed: what it held is made durable by a rewrite instead.
     in_doubt: AtomicBool,
 }

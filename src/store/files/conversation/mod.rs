@@ -286,8 +286,9 @@ impl Conversations {
             }
         };
         if let Err(err) = round.durable().await {
-            // The retry makes the file durable by rewriting it as it reads then; should that
-            // read miss these events, the cache must not claim them when they come again.
+            // Without a journal the retry rewrites the file as it reads then (see
+            // `group_sync`); should that read miss these events, the cache must not claim
+            // them when they come again.
             handle.lock().await.known = None;
             return Err(err);
         }
