@@ -55,6 +55,35 @@ fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<File, StoreError> {
     Ok(file)
 }
 
+/// Removes the temp files that [`replace`] left in `dir` in a process that is gone (killed
+/// between creating one and renaming it); returns how many. Those of a live process, which
+/// may be about to rename them (a `salesbot poll` beside the server), stay.
+pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_file_owner) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The process that made a temp file named by [`replace`] (`.<name>.tmp-<pid>-<n>`).
+fn temp_file_owner(name: &str) -> Option<u32> {
+    let (_, suffix) = name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    let (pid, n) = suffix.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 /// Creates `dir` and any missing parents, syncing each parent whose entries changed, so a
 /// folder created for a new page survives a crash together with the file put in it.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
@@ -122,6 +151,36 @@ pub(crate) fn parent(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_files_of_a_gone_process_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // Above any pid Linux hands out (at most 2^22).
+        let gone = ".123.json.tmp-4294967-7";
+        let ours = format!(".123.json.tmp-{}-8", std::process::id());
+        let others = [
+            "123.json",
+            ".123.json.tmp-x-1",
+            ".notes.tmp-12",
+            "a.tmp-4294967-7",
+        ];
+        for name in [gone, ours.as_str()].iter().chain(&others) {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temp_files(dir.path()), 1);
+        assert!(!dir.path().join(gone).exists());
+        assert!(
+            dir.path().join(&ours).exists(),
+            "a live process's temp file stays"
+        );
+        for name in others {
+            assert!(
+                dir.path().join(name).exists(),
+                "{name} is not a temp file of ours"
+            );
+        }
+        assert_eq!(remove_stale_temp_files(&dir.path().join("missing")), 0);
+    }
 
     #[test]
     fn write_atomic_replaces_whole_and_leaves_no_temp_files() {

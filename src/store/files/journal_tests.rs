@@ -141,6 +141,34 @@ async fn the_most_recently_written_conversations_are_the_last_a_full_cache_forge
 }
 
 #[tokio::test]
+async fn a_start_removes_the_temp_files_of_a_killed_process_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    add_messages(&store, &customer(1), 1).await;
+    let file = store.conversation_path(&page(), &customer(1));
+    drop(store);
+    let conversations = file.parent().unwrap();
+    let page_dir = conversations.parent().unwrap();
+    // 4294967: above any pid Linux hands out.
+    let stale = [
+        conversations.join(".2001.json.tmp-4294967-1"),
+        page_dir.join(".metadata.json.tmp-4294967-2"),
+        conversations.join(".salesbot/.2001.json.damaged-1.tmp-4294967-3"),
+    ];
+    let live = conversations.join(format!(".2001.json.tmp-{}-4", std::process::id()));
+    for path in stale.iter().chain([&live]) {
+        std::fs::write(path, b"[").unwrap();
+    }
+
+    let restarted = FileStore::with_journal(dir.path()).unwrap();
+    for path in &stale {
+        assert!(!path.exists(), "{} removed", path.display());
+    }
+    assert!(live.exists(), "the temp file of a running process stays");
+    assert_eq!(on_disk(&restarted, &customer(1)), ["m0"]);
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = FileStore::with_journal(dir.path()).unwrap();

@@ -60,6 +60,7 @@ impl FileStore {
         store.recover(&dir)?;
         let journal = journal::Journal::start(&dir, lock, segment_bytes)?;
         store.conversations = Arc::new(Conversations::journaled(journal));
+        store.remove_stale_temp_files();
         store.warm_up();
         Ok(store)
     }
@@ -89,6 +90,31 @@ impl FileStore {
         }
         if warmed > 0 {
             tracing::info!(conversations = warmed, elapsed = ?started.elapsed(), "read the recent conversations ahead");
+        }
+    }
+
+    /// Removes what a process killed half-way through replacing a file left: its temp file,
+    /// in a page's folder, its conversations folder or the latter's lock folder. Hidden and
+    /// not named `*.json`, so no reader mistakes one for data, but a crash at every update
+    /// of a busy server would leave them piling up.
+    fn remove_stale_temp_files(&self) {
+        let mut removed = 0;
+        for page in std::fs::read_dir(self.root.as_path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let page = page.path();
+            let conversations = page.join("conversations");
+            for dir in [&page, &conversations, &conversations.join(".salesbot")] {
+                removed += atomic::remove_stale_temp_files(dir);
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                files = removed,
+                "removed the temp files of writes a crash cut short"
+            );
         }
     }
 
