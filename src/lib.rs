@@ -17,7 +17,9 @@
 //! - [`sandbox`]: a stand-in for Meta and Shopify on 127.0.0.1 (demo, tests, benchmarks).
 //! - [`scheduler`]: the nightly poll on `POLL_CRON`.
 //! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
+//! - [`allocator`]: the C allocator's settings, so that memory freed is used again.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -6,6 +6,7 @@ use clap::Parser;
 use salesbot::cli::Cli;
 
 fn main() -> ExitCode {
+    salesbot::allocator::limit_arenas();
     let cli = Cli::parse();
     // A missing `.env` is normal in production; the process environment is enough.
     // Loaded before logging starts so that `RUST_LOG` may live in `.env` too.
