@@ -66,7 +66,8 @@ impl<K: Hash + Eq, V: Default> Slots<K, V> {
         let count = count.min(idle.len());
         let (_, newest_evicted, _) = idle.select_nth_unstable(count - 1);
         let newest_evicted = *newest_evicted;
-        // `used` values are distinct, so exactly `count` entries are at or below it.
+        // `used` values are distinct, so these are the `count` oldest idle entries, and any
+        // older one that went idle meanwhile (its last holder dropped it without the lock).
         self.entries
             .retain(|_, entry| entry.used > newest_evicted || Arc::strong_count(&entry.value) > 1);
     }
