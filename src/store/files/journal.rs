@@ -261,15 +261,33 @@ fn mark_checkpoint_failed(segment: &Path) -> PathBuf {
 /// Calls `each` with the records of a segment in order, up to the first one that is
 /// incomplete or damaged; returns how many there were. Reads one record at a time, so a
 /// replay never holds a whole segment in memory.
+#[cfg(test)]
 pub(crate) fn read_segment(
     path: &Path,
     mut each: impl FnMut(Record) -> Result<(), StoreError>,
+) -> Result<usize, StoreError> {
+    scan_segment(path, |_, record| each(record))
+}
+
+/// Who a record is for, without its events: what a first pass over a segment needs.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Addressee {
+    pub page: String,
+    pub customer: String,
+}
+
+/// [`read_segment`], with each record's offset in the segment (for [`read_record_at`]), and
+/// read as `T`: a [`Record`], or an [`Addressee`] that skips the events.
+pub(crate) fn scan_segment<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut each: impl FnMut(u64, T) -> Result<(), StoreError>,
 ) -> Result<usize, StoreError> {
     let file = File::open(path).map_err(StoreError::io("open", path))?;
     let mut reader = std::io::BufReader::new(file);
     let mut header = [0u8; HEADER];
     let mut payload = Vec::new();
     let mut count = 0;
+    let mut offset = 0;
     loop {
         if reader.read_exact(&mut header).is_err() {
             break;
@@ -284,12 +302,32 @@ pub(crate) fn read_segment(
             break;
         }
         match serde_json::from_slice(&payload) {
-            Ok(record) => each(record)?,
+            Ok(record) => each(offset, record)?,
             Err(_) => break,
         }
+        offset += (HEADER + len) as u64;
         count += 1;
     }
     Ok(count)
+}
+
+/// The record at `offset` of `segment`, which [`scan_segment`] found whole there.
+pub(crate) fn read_record_at(segment: &File, offset: u64) -> std::io::Result<Record> {
+    let mut header = [0u8; HEADER];
+    segment.read_exact_at(&mut header, offset)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return Err(std::io::Error::other("no journal record there"));
+    }
+    let mut payload = vec![0; len as usize];
+    segment.read_exact_at(&mut payload, offset + HEADER as u64)?;
+    if crc32fast::hash(&payload) != crc {
+        return Err(std::io::Error::other(
+            "the journal record changed since it was read",
+        ));
+    }
+    serde_json::from_slice(&payload).map_err(std::io::Error::other)
 }
 
 impl Journal {

@@ -168,6 +168,38 @@ async fn a_start_removes_the_temp_files_of_a_killed_process_only() {
     assert_eq!(on_disk(&restarted, &customer(1)), ["m0"]);
 }
 
+/// The replay goes one conversation at a time (holding one file's ids): records of several
+/// conversations, interleaved across segments, must still reach each file, in journal order.
+#[tokio::test]
+async fn interleaved_records_across_segments_are_replayed_one_conversation_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = journal::dir_of(dir.path());
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    let record = |who: usize, n: usize| {
+        let events = serde_json::to_vec(&[message(n, n as i64)]).unwrap();
+        journal::Record::frame("101", customer(who).as_str(), &[&events])
+    };
+    let segments = [
+        vec![record(1, 0), record(2, 10), record(1, 1), record(3, 20)],
+        vec![record(2, 11), record(1, 2), record(2, 12)],
+    ];
+    for (seq, records) in segments.iter().enumerate() {
+        let mut bytes = records.concat();
+        bytes.resize(bytes.len() + 64, 0); // the zero-filled rest of a segment
+        std::fs::write(journal_dir.join(format!("{:016}.log", seq + 1)), bytes).unwrap();
+    }
+
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    assert_eq!(on_disk(&store, &customer(1)), ["m0", "m1", "m2"]);
+    assert_eq!(on_disk(&store, &customer(2)), ["m10", "m11", "m12"]);
+    assert_eq!(on_disk(&store, &customer(3)), ["m20"]);
+    assert_eq!(
+        records_in_journal(dir.path()),
+        0,
+        "the old segments are gone"
+    );
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();

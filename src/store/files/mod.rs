@@ -17,6 +17,7 @@ mod group_sync;
 mod journal;
 mod metadata;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -150,31 +151,53 @@ impl FileStore {
     }
 
     /// Replays every journal segment into the files, flushes them, deletes the segments.
+    ///
+    /// In two passes, so that it holds the message ids of one file at a time: the first learns
+    /// where each conversation's records are, the second merges them one conversation at a
+    /// time, in journal order, and forgets each file's ids once done. Merging the records as
+    /// they came kept every id of every file named until the end: a replay of ~150,000
+    /// records naming 20,000 files peaked at 106 MB (BENCHMARKS.md).
     fn recover(&self, dir: &Path) -> Result<(), StoreError> {
         let segments = journal::segments(dir)?;
-        let mut replay = conversation::Replay::default();
+        let mut order = Vec::new();
+        let mut places: HashMap<(PageId, SenderId), Vec<(usize, u64)>> = HashMap::new();
         let mut records = 0;
-        for (_, path) in &segments {
-            let in_doubt = journal::checkpoint_failed(path);
-            records += journal::read_segment(path, |record| {
-                let (Ok(page), Ok(customer)) = (
-                    PageId::parse(&record.page),
-                    SenderId::parse(&record.customer),
-                ) else {
+        for (index, (_, path)) in segments.iter().enumerate() {
+            records += journal::scan_segment(path, |offset, to: journal::Addressee| {
+                let (Ok(page), Ok(customer)) =
+                    (PageId::parse(&to.page), SenderId::parse(&to.customer))
+                else {
                     tracing::error!(segment = %path.display(), "journal record with invalid ids skipped");
                     return Ok(());
                 };
-                // Only objects were ever written; anything else is not an event to restore.
-                let events = record
-                    .events
-                    .iter()
-                    .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));
-                replay.add(
-                    &self.conversation_paths(&page, &customer),
-                    events.collect(),
-                    in_doubt,
-                )
+                let key = (page, customer);
+                match places.get_mut(&key) {
+                    Some(found) => found.push((index, offset)),
+                    None => {
+                        order.push(key.clone());
+                        places.insert(key, vec![(index, offset)]);
+                    }
+                }
+                Ok(())
             })?;
+        }
+        let opened = (segments.iter())
+            .map(|(_, path)| std::fs::File::open(path).map_err(StoreError::io("open", path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut replay = conversation::Replay::default();
+        for key in order {
+            let paths = self.conversation_paths(&key.0, &key.1);
+            for (index, offset) in places.remove(&key).unwrap_or_default() {
+                let segment = &segments[index].1;
+                let record = journal::read_record_at(&opened[index], offset)
+                    .map_err(StoreError::io("read", segment))?;
+                // Only objects were ever written; anything else is not an event to restore.
+                let events = (record.events.iter())
+                    .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));
+                let in_doubt = journal::checkpoint_failed(segment);
+                replay.add(&paths, events.collect(), in_doubt)?;
+            }
+            replay.release(&paths);
         }
         let restored = replay.finish()?;
         for (_, path) in &segments {

@@ -334,11 +334,14 @@ impl Conversations {
 }
 
 /// Merges journal records back into their files at start-up, outside the server's cache: each
-/// file's ids are read once however many records name it, and every file a record names is
-/// made durable by [`Replay::finish`], before the journal may be emptied.
+/// file's ids are read once however many records name it (as long as the caller does not
+/// [`Replay::release`] it in between), and every file a record names is made durable by
+/// [`Replay::finish`], before the journal may be emptied.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     slots: HashMap<PathBuf, Slot>,
+    /// Every file a record named.
+    named: BTreeSet<PathBuf>,
     /// Files a failed checkpoint left in doubt: rewritten whole, not flushed.
     rewrite: BTreeMap<PathBuf, ConversationPaths>,
     restored: usize,
@@ -363,10 +366,20 @@ impl Replay {
             });
         let written = add_locked(slot, paths, events, None)?;
         self.restored += written.added;
+        if !self.named.contains(&paths.file) {
+            self.named.insert(paths.file.clone());
+        }
         if in_doubt {
             self.rewrite.insert(paths.file.clone(), paths.clone());
         }
         Ok(())
+    }
+
+    /// Forgets what was learnt of a file whose records are all merged: its ids (every one of
+    /// them, for a busy conversation thousands) would otherwise stay in memory until
+    /// [`Replay::finish`]. The file is still flushed then.
+    pub(crate) fn release(&mut self, paths: &ConversationPaths) {
+        self.slots.remove(&paths.file);
     }
 
     /// Makes every file the records name durable, with its folder; returns how many events
@@ -394,8 +407,8 @@ impl Replay {
 
     fn to_flush(&self) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
         let files: BTreeSet<PathBuf> = self
-            .slots
-            .keys()
+            .named
+            .iter()
             .filter(|file| !self.rewrite.contains_key(*file))
             .cloned()
             .collect();
