@@ -258,9 +258,7 @@ fn mark_checkpoint_failed(segment: &Path) -> PathBuf {
     }
 }
 
-/// Calls `each` with the records of a segment in order, up to the first one that is
-/// incomplete or damaged; returns how many there were. Reads one record at a time, so a
-/// replay never holds a whole segment in memory.
+/// [`scan_segment`] for whole records, without their offsets.
 #[cfg(test)]
 pub(crate) fn read_segment(
     path: &Path,
@@ -276,8 +274,10 @@ pub(crate) struct Addressee {
     pub customer: String,
 }
 
-/// [`read_segment`], with each record's offset in the segment (for [`read_record_at`]), and
-/// read as `T`: a [`Record`], or an [`Addressee`] that skips the events.
+/// Calls `each` with the records of a segment in order, and each one's offset in it (for
+/// [`read_record_at`]), up to the first one that is incomplete or damaged; returns how many
+/// there were. Reads one record at a time, so a replay never holds a whole segment in memory.
+/// A record is read as `T`: a [`Record`], or an [`Addressee`] that skips the events.
 pub(crate) fn scan_segment<T: serde::de::DeserializeOwned>(
     path: &Path,
     mut each: impl FnMut(u64, T) -> Result<(), StoreError>,
