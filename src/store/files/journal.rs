@@ -267,11 +267,15 @@ pub(crate) fn read_segment(
     scan_segment(path, |_, record| each(record))
 }
 
-/// Who a record is for, without its events: what a first pass over a segment needs.
+/// Who a record is for, without its events: what a first pass over a segment needs. It
+/// accepts exactly what a [`Record`] does (the events an array of anything), so that a second
+/// pass never meets a record the first took for the end of the segment, or the other way.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Addressee {
     pub page: String,
     pub customer: String,
+    #[serde(rename = "events")]
+    _events: Vec<serde::de::IgnoredAny>,
 }
 
 /// Calls `each` with the records of a segment in order, and each one's offset in it (for

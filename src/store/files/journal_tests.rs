@@ -199,6 +199,24 @@ async fn interleaved_records_across_segments_are_replayed_one_conversation_at_a_
         "the old segments are gone"
     );
 }
+/// A record whose checksum holds but whose events are not a list ends its segment, as a
+/// damaged one does, in the pass that finds whom records are for as in the one that merges.
+#[tokio::test]
+async fn a_record_that_is_not_one_ends_its_segment_and_the_start_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = journal::dir_of(dir.path());
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    let record = |n: usize| {
+        let events = serde_json::to_vec(&[message(n, n as i64)]).unwrap();
+        journal::Record::frame("101", customer(1).as_str(), &[&events])
+    };
+    let not_a_record = journal::Record::frame("101", customer(1).as_str(), &[b"5"]);
+    let bytes = [record(0), not_a_record, record(1), vec![0; 64]].concat();
+    std::fs::write(journal_dir.join(format!("{:016}.log", 1)), bytes).unwrap();
+
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    assert_eq!(on_disk(&store, &customer(1)), ["m0"]);
+}
 
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_is_refused() {
