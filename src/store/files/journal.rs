@@ -296,11 +296,9 @@ pub(crate) fn scan_segment<T: serde::de::DeserializeOwned>(
         if reader.read_exact(&mut header).is_err() {
             break;
         }
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if len == 0 || len as u64 > MAX_RECORD_BYTES {
+        let Some((len, crc)) = record_header(&header) else {
             break;
-        }
+        };
         payload.resize(len, 0);
         if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
@@ -315,16 +313,22 @@ pub(crate) fn scan_segment<T: serde::de::DeserializeOwned>(
     Ok(count)
 }
 
+/// A record header's payload length and checksum; `None` where no record can start (the
+/// zeros after the last record, or a damaged length).
+fn record_header(header: &[u8; HEADER]) -> Option<(usize, u32)> {
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    (len != 0 && u64::from(len) <= MAX_RECORD_BYTES).then_some((len as usize, crc))
+}
+
 /// The record at `offset` of `segment`, which [`scan_segment`] found whole there.
 pub(crate) fn read_record_at(segment: &File, offset: u64) -> std::io::Result<Record> {
     let mut header = [0u8; HEADER];
     segment.read_exact_at(&mut header, offset)?;
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if len == 0 || len > MAX_RECORD_BYTES {
+    let Some((len, crc)) = record_header(&header) else {
         return Err(std::io::Error::other("no journal record there"));
-    }
-    let mut payload = vec![0; len as usize];
+    };
+    let mut payload = vec![0; len];
     segment.read_exact_at(&mut payload, offset + HEADER as u64)?;
     if crc32fast::hash(&payload) != crc {
         return Err(std::io::Error::other(
