@@ -184,6 +184,9 @@ impl FileStore {
         let opened = (segments.iter())
             .map(|(_, path)| std::fs::File::open(path).map_err(StoreError::io("open", path)))
             .collect::<Result<Vec<_>, _>>()?;
+        let in_doubt: Vec<bool> = (segments.iter())
+            .map(|(_, path)| journal::checkpoint_failed(path))
+            .collect();
         let mut replay = conversation::Replay::default();
         for key in order {
             let paths = self.conversation_paths(&key.0, &key.1);
@@ -194,8 +197,7 @@ impl FileStore {
                 // Only objects were ever written; anything else is not an event to restore.
                 let events = (record.events.iter())
                     .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));
-                let in_doubt = journal::checkpoint_failed(segment);
-                replay.add(&paths, events.collect(), in_doubt)?;
+                replay.add(&paths, events.collect(), in_doubt[index])?;
             }
             replay.release(&paths);
         }
