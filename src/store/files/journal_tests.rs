@@ -168,26 +168,29 @@ async fn a_start_removes_the_temp_files_of_a_killed_process_only() {
     assert_eq!(on_disk(&restarted, &customer(1)), ["m0"]);
 }
 
+/// Message `m<n>` of customer `who`, framed as the journal writes it.
+fn framed(who: usize, n: usize) -> Vec<u8> {
+    let events = serde_json::to_vec(&[message(n, n as i64)]).unwrap();
+    journal::Record::frame("101", customer(who).as_str(), &[&events])
+}
+
+/// Journal segment `seq` as a crash leaves it: `records`, then the zero-filled rest.
+fn write_segment(data_dir: &Path, seq: u64, records: &[Vec<u8>]) {
+    let journal_dir = journal::dir_of(data_dir);
+    std::fs::create_dir_all(&journal_dir).unwrap();
+    let mut bytes = records.concat();
+    bytes.resize(bytes.len() + 64, 0);
+    std::fs::write(journal_dir.join(format!("{seq:016}.log")), bytes).unwrap();
+}
+
 /// The replay goes one conversation at a time (holding one file's ids): records of several
 /// conversations, interleaved across segments, must still reach each file, in journal order.
 #[tokio::test]
 async fn interleaved_records_across_segments_are_replayed_one_conversation_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let journal_dir = journal::dir_of(dir.path());
-    std::fs::create_dir_all(&journal_dir).unwrap();
-    let record = |who: usize, n: usize| {
-        let events = serde_json::to_vec(&[message(n, n as i64)]).unwrap();
-        journal::Record::frame("101", customer(who).as_str(), &[&events])
-    };
-    let segments = [
-        vec![record(1, 0), record(2, 10), record(1, 1), record(3, 20)],
-        vec![record(2, 11), record(1, 2), record(2, 12)],
-    ];
-    for (seq, records) in segments.iter().enumerate() {
-        let mut bytes = records.concat();
-        bytes.resize(bytes.len() + 64, 0); // the zero-filled rest of a segment
-        std::fs::write(journal_dir.join(format!("{:016}.log", seq + 1)), bytes).unwrap();
-    }
+    let first = [framed(1, 0), framed(2, 10), framed(1, 1), framed(3, 20)];
+    write_segment(dir.path(), 1, &first);
+    write_segment(dir.path(), 2, &[framed(2, 11), framed(1, 2), framed(2, 12)]);
 
     let store = FileStore::with_journal(dir.path()).unwrap();
     assert_eq!(on_disk(&store, &customer(1)), ["m0", "m1", "m2"]);
@@ -199,20 +202,14 @@ async fn interleaved_records_across_segments_are_replayed_one_conversation_at_a_
         "the old segments are gone"
     );
 }
+
 /// A record whose checksum holds but whose events are not a list ends its segment, as a
 /// damaged one does, in the pass that finds whom records are for as in the one that merges.
 #[tokio::test]
 async fn a_record_that_is_not_one_ends_its_segment_and_the_start_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let journal_dir = journal::dir_of(dir.path());
-    std::fs::create_dir_all(&journal_dir).unwrap();
-    let record = |n: usize| {
-        let events = serde_json::to_vec(&[message(n, n as i64)]).unwrap();
-        journal::Record::frame("101", customer(1).as_str(), &[&events])
-    };
     let not_a_record = journal::Record::frame("101", customer(1).as_str(), &[b"5"]);
-    let bytes = [record(0), not_a_record, record(1), vec![0; 64]].concat();
-    std::fs::write(journal_dir.join(format!("{:016}.log", 1)), bytes).unwrap();
+    write_segment(dir.path(), 1, &[framed(1, 0), not_a_record, framed(1, 1)]);
 
     let store = FileStore::with_journal(dir.path()).unwrap();
     assert_eq!(on_disk(&store, &customer(1)), ["m0"]);
