@@ -182,7 +182,7 @@ impl FileStore {
             })?;
         }
         let opened = (segments.iter())
-            .map(|(_, path)| std::fs::File::open(path).map_err(StoreError::io("open", path)))
+            .map(|(_, path)| journal::SegmentFile::open(path).map_err(StoreError::io("open", path)))
             .collect::<Result<Vec<_>, _>>()?;
         let in_doubt: Vec<bool> = (segments.iter())
             .map(|(_, path)| journal::checkpoint_failed(path))
@@ -192,8 +192,8 @@ impl FileStore {
             let paths = self.conversation_paths(&key.0, &key.1);
             for (index, offset) in places.remove(&key).unwrap_or_default() {
                 let segment = &segments[index].1;
-                let record = journal::read_record_at(&opened[index], offset)
-                    .map_err(StoreError::io("read", segment))?;
+                let record =
+                    (opened[index].record_at(offset)).map_err(StoreError::io("read", segment))?;
                 // Only objects were ever written; anything else is not an event to restore.
                 let events = (record.events.iter())
                     .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));

@@ -2,17 +2,17 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::atomic::{flush_file, sync_dir};
-use super::segment::{Segment, create_segment, mark_checkpoint_failed};
+use super::segment::{Segment, create_segment, mark_checkpoint_failed, reuse_segment};
 use crate::store::StoreError;
 
-/// A full segment handed to the housekeeper: flush what it touched, then delete it.
+/// A full segment handed to the housekeeper: flush what it touched, then reuse it.
 #[derive(Debug)]
 pub(super) struct Retired {
     pub(super) segment: PathBuf,
@@ -62,8 +62,10 @@ impl Backlog {
 }
 
 /// The journal's own thread: keeps a spare segment ready for the next rotation and retires
-/// the full one each rotation hands over. The next spare is made before that checkpoint, so
-/// however long a checkpoint takes, no rotation (and so no journal round) waits for it.
+/// the full one each rotation hands over. The next spare is handed over before that
+/// checkpoint, so however long a checkpoint takes, no rotation (and so no journal round) waits
+/// for it. A retired segment, once checkpointed, is kept to be the spare after that: only the
+/// first rotations of a run make a new one.
 pub(super) struct Housekeeping {
     pub(super) dir: PathBuf,
     pub(super) seq: u64,
@@ -71,6 +73,8 @@ pub(super) struct Housekeeping {
     pub(super) spares: SyncSender<std::io::Result<Segment>>,
     pub(super) retired: Receiver<Retired>,
     pub(super) backlog: Arc<Backlog>,
+    /// A segment ready to be the next spare: checkpointed and renumbered.
+    pub(super) reusable: Option<Segment>,
 }
 
 impl Housekeeping {
@@ -80,7 +84,7 @@ impl Housekeeping {
         }
         // The rotation that hands a full segment over has taken the spare.
         while let Ok(full) = self.retired.recv() {
-            let ready = match self.create() {
+            let ready = match self.spare() {
                 Ok(segment) => {
                     if !self.hand_over(Ok(segment)) {
                         return;
@@ -93,13 +97,16 @@ impl Housekeeping {
                 }
             };
             // Without a spare (a full disk, most likely) the checkpoint goes first, at full
-            // speed: deleting the segment it retires frees a segment's worth of space for the
-            // next try, where waiting for the spare first would hold that space forever.
-            if let Err(err) = checkpoint(&full, &self.backlog, ready) {
-                // Kept: the next start-up replays it, and rewrites its files.
-                let kept = mark_checkpoint_failed(&full.segment);
-                tracing::error!(error = %err, segment = %kept.display(),
-                    "cannot flush the files of a journal segment; it stays for replay");
+            // speed: the segment it retires is the next spare, needing no space, where waiting
+            // for a new spare first would hold up every round until space came back.
+            match checkpoint(&full, &self.backlog, ready) {
+                Ok(()) => self.keep(&full.segment),
+                Err(err) => {
+                    // Kept: the next start-up replays it, and rewrites its files.
+                    let kept = mark_checkpoint_failed(&full.segment);
+                    tracing::error!(error = %err, segment = %kept.display(),
+                        "cannot flush the files of a journal segment; it stays for replay");
+                }
             }
             self.backlog.checkpointed();
             if !ready && !self.prepare() {
@@ -113,7 +120,7 @@ impl Housekeeping {
     /// holding every request up.
     fn prepare(&mut self) -> bool {
         loop {
-            match self.create() {
+            match self.spare() {
                 Ok(segment) => return self.hand_over(Ok(segment)),
                 Err(err) => {
                     self.report(&err);
@@ -125,20 +132,45 @@ impl Housekeeping {
         }
     }
 
-    fn create(&self) -> std::io::Result<Segment> {
-        create_segment(&self.dir, self.seq, self.segment_bytes)
+    /// The segment kept for reuse, or else a new one.
+    fn spare(&mut self) -> std::io::Result<Segment> {
+        if let Some(segment) = self.reusable.take() {
+            return Ok(segment);
+        }
+        let segment = create_segment(&self.dir, self.seq, self.segment_bytes)?;
+        self.seq += 1;
+        Ok(segment)
+    }
+
+    /// Keeps a checkpointed segment as the next spare, renumbered at once so that a crash
+    /// before its reuse does not replay what its files hold already; deletes it when one is
+    /// kept already or it cannot be renumbered.
+    fn keep(&mut self, segment: &Path) {
+        let reused = match self.reusable {
+            Some(_) => Err(std::io::Error::other("a spare is kept already")),
+            None => reuse_segment(segment, self.seq, self.segment_bytes),
+        };
+        match reused {
+            Ok(spare) => {
+                self.seq += 1;
+                self.reusable = Some(spare);
+            }
+            Err(err) => {
+                if self.reusable.is_none() {
+                    tracing::warn!(error = %err, segment = %segment.display(),
+                        "cannot reuse a retired journal segment; the next one is made anew");
+                }
+                if let Err(err) = fs::remove_file(segment) {
+                    tracing::error!(error = %err, segment = %segment.display(),
+                        "cannot delete a retired journal segment; the next start replays it again");
+                }
+            }
+        }
     }
 
     /// `false` when the journal is gone.
     fn hand_over(&mut self, next: std::io::Result<Segment>) -> bool {
-        let created = next.is_ok();
-        if self.spares.send(next).is_err() {
-            return false;
-        }
-        if created {
-            self.seq += 1;
-        }
-        true
+        self.spares.send(next).is_ok()
     }
 
     fn report(&self, err: &std::io::Error) {
@@ -150,8 +182,8 @@ impl Housekeeping {
 /// it has not flushed yet is replayed after a crash, and a replay should stay short.
 const MAX_SPREAD: Duration = Duration::from_secs(30);
 
-/// Flushes every file a segment's records touched (and the folders of new files), then
-/// deletes the segment: its records are all in durable files now.
+/// Flushes every file a segment's records touched (and the folders of new files): its records
+/// are all in durable files then, and the segment can be reused.
 ///
 /// Paced: every `fdatasync` is a device flush, and the journal's round flushes queue behind
 /// those in progress. Back to back, ~1,000 of them held the rounds' p99 at 10 ms for half a
@@ -173,6 +205,5 @@ fn checkpoint(full: &Retired, backlog: &Backlog, paced: bool) -> Result<(), Stor
             std::thread::sleep(started.elapsed().max(spread));
         }
     }
-    full.new_dirs.iter().try_for_each(|dir| sync_dir(dir))?;
-    fs::remove_file(&full.segment).map_err(StoreError::io("remove", &full.segment))
+    full.new_dirs.iter().try_for_each(|dir| sync_dir(dir))
 }

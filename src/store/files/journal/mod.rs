@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! DATA_DIR/.salesbot/journal/.lock                 flock'd by the one server using DATA_DIR
-//! DATA_DIR/.salesbot/journal/<seq>.log             segments, zero-filled at creation
-//! record: len u32 LE | crc32 u32 LE | {"page","customer","events":[...]}
+//! DATA_DIR/.salesbot/journal/<seq>.log             segments (layout: `segment.rs`)
+//! record payload: {"page","customer","events":[...]}
 //! ```
 //!
 //! Why: on this kind of disk every `fdatasync` of a conversation file is its own device flush,
@@ -12,8 +12,9 @@
 //! one segment and that segment alone is flushed before anyone is acknowledged; the
 //! conversation files themselves were already written (in the page cache) before their record,
 //! so when a full segment is retired, flushing the files it touched covers every record in it,
-//! and the segment can go. Segments are zero-filled when created (and synced then), so flushing
-//! a record never has to change the file's size or block map: `fdatasync` writes data only.
+//! and the segment can be reused. Segments are zero-filled when created (and synced then), so
+//! flushing a record never has to change the file's size or block map: `fdatasync` writes data
+//! only.
 //!
 //! After a crash, [`recover`] reads every segment left, oldest first, up to its first record
 //! that is incomplete or fails its checksum (a torn last round, never acknowledged), and merges
@@ -40,9 +41,11 @@ use housekeeping::{Backlog, Housekeeping, Retired};
 #[cfg(test)]
 pub(crate) use segment::read_segment;
 pub(crate) use segment::{
-    Addressee, Record, checkpoint_failed, read_record_at, scan_segment, segments,
+    Addressee, Record, SegmentFile, checkpoint_failed, scan_segment, segments,
 };
-use segment::{Segment, create_segment, mark_checkpoint_failed, segment_name, zero};
+use segment::{
+    START, Segment, create_segment, mark_checkpoint_failed, salt_records, segment_name, zero,
+};
 
 /// Big enough that a segment is retired only every ~10 s under full load here: each
 /// retirement flushes every file the segment touched (~1,000 at once, holding up the journal's
@@ -122,6 +125,9 @@ impl Journal {
         let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
         let segment = create_segment(dir, first, segment_bytes)
             .map_err(StoreError::io("create", dir.join(segment_name(first))))?;
+        // The first spare is made before the server listens: zero-filling it under load held
+        // the journal's flushes up (later spares are retired segments, reused).
+        let spare = create_segment(dir, first + 1, segment_bytes);
         // Room for the one spare made ahead: handing it over never waits for a rotation.
         let (spare_tx, spares) = mpsc::sync_channel(1);
         let (retired, retired_rx) = mpsc::channel();
@@ -129,11 +135,12 @@ impl Journal {
         let backlog = Arc::new(Backlog::default());
         let housekeeping = Housekeeping {
             dir: folder,
-            seq: first + 1,
+            seq: first + 1 + u64::from(spare.is_ok()),
             segment_bytes,
             spares: spare_tx,
             retired: retired_rx,
             backlog: Arc::clone(&backlog),
+            reusable: spare.ok(),
         };
         std::thread::Builder::new()
             .name("journal".into())
@@ -159,12 +166,13 @@ impl Journal {
             bytes.extend_from_slice(&entry.framed);
         }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if writer.active.offset > 0
+        if writer.active.offset > START
             && writer.active.offset + bytes.len() as u64 > self.segment_bytes
         {
             writer.rotate()?;
         }
         let active = &mut writer.active;
+        salt_records(&mut bytes, active.segment.salt);
         // On failure the offset stays: the next round overwrites whatever got through.
         active.segment.file.write_all_at(&bytes, active.offset)?;
         active.segment.file.sync_data()?;
@@ -194,10 +202,10 @@ impl Journal {
                 return Err(err);
             }
             let path = &active.segment.path;
-            zero(&active.segment.file, active.offset)
+            zero(&active.segment.file, START, active.offset)
                 .and_then(|()| active.segment.file.sync_data())
                 .map_err(StoreError::io("empty", path))?;
-            active.offset = 0;
+            active.offset = START;
             active.touched.clear();
             active.new_dirs.clear();
         }
@@ -214,7 +222,7 @@ impl Active {
     fn new(segment: Segment) -> Active {
         Active {
             segment,
-            offset: 0,
+            offset: START,
             touched: HashSet::new(),
             new_dirs: HashSet::new(),
             since: Instant::now(),

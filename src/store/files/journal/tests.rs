@@ -1,6 +1,7 @@
 use super::segment::*;
 use super::*;
 use serde_json::json;
+use std::collections::HashSet;
 
 fn record(n: usize) -> Record {
     Record {
@@ -46,13 +47,13 @@ fn records_read_back_in_order_up_to_a_torn_one() {
 
     // A round torn by a crash: its record's last bytes never made it.
     let torn = record(4).framed();
-    let end: u64 = (0..4).map(|n| record(n).framed().len() as u64).sum();
+    let end: u64 = START + (0..4).map(|n| record(n).framed().len() as u64).sum::<u64>();
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&torn[..torn.len() - 3], end).unwrap();
     assert_eq!(read_all(&path).len(), 4);
 
     // A flipped bit fails the checksum: that record and everything after it is ignored.
-    file.write_all_at(b"X", HEADER as u64 + 3).unwrap();
+    file.write_all_at(b"X", START + HEADER as u64 + 3).unwrap();
     assert!(read_all(&path).is_empty());
 }
 
@@ -79,12 +80,12 @@ fn full_segments_are_retired_once_their_files_are_flushed() {
         std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
         journal.append(&[entry(dir.path(), n)]).unwrap();
     }
-    // The housekeeper deletes retired segments in the background; the active one and one
-    // prepared spare remain.
+    // The housekeeper retires segments in the background; the active one, one prepared spare
+    // and one kept for reuse remain.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let left = segments(dir.path()).unwrap();
-        if left.len() <= 2 {
+        if left.len() <= 3 {
             // Every record still on disk is in the newest segments, in order.
             let kept: Vec<_> = left.iter().flat_map(|(_, p)| read_all(p)).collect();
             assert!(!kept.is_empty() && kept.len() < rounds as usize);
@@ -184,4 +185,62 @@ fn a_segment_that_cannot_be_filled_is_not_left_behind() {
     // The next try starts clean.
     let made = create_segment(dir.path(), 7, 4096).unwrap();
     assert_eq!(made.file.metadata().unwrap().len(), 4096);
+}
+
+/// Writes `records` (framed) into `segment` from `at`, salted as the journal writes them.
+fn write_records(segment: &Segment, at: u64, records: &[Record]) -> u64 {
+    let mut bytes: Vec<u8> = records.iter().flat_map(Record::framed).collect();
+    salt_records(&mut bytes, segment.salt);
+    segment.file.write_all_at(&bytes, at).unwrap();
+    at + bytes.len() as u64
+}
+
+#[test]
+fn a_reused_segment_never_gives_back_the_records_of_its_earlier_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = create_segment(dir.path(), 1, 8192).unwrap();
+    write_records(&first, START, &(0..5).map(record).collect::<Vec<_>>());
+    assert_eq!(read_all(&first.path).len(), 5);
+
+    let reused = reuse_segment(&first.path, 3, 8192).unwrap();
+    assert!(!first.path.exists());
+    assert_eq!(reused.path, dir.path().join(segment_name(3)));
+    // Renumbered: the five records are still there, whole, and none is read.
+    assert!(read_all(&reused.path).is_empty());
+    // A new record over the first old one: the four after it are not read as its successors.
+    write_records(&reused, START, &[record(10)]);
+    assert_eq!(read_all(&reused.path), vec![record(10)]);
+}
+
+#[test]
+fn a_segment_written_before_segments_had_a_header_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(segment_name(1));
+    let mut bytes: Vec<u8> = (0..3).map(record).flat_map(|r| r.framed()).collect();
+    bytes.resize(8192, 0);
+    fs::write(&path, bytes).unwrap();
+    assert_eq!(read_all(&path), (0..3).map(record).collect::<Vec<_>>());
+}
+
+#[test]
+fn retired_segments_are_reused_not_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4096;
+    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size).unwrap();
+    let per_record = record(0).framed().len() as u64;
+    let mut inodes = HashSet::new();
+    let mut newest = 0;
+    for n in 0..(12 * size / per_record) as usize {
+        std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
+        journal.append(&[entry(dir.path(), n)]).unwrap();
+        for (seq, path) in segments(dir.path()).unwrap() {
+            newest = newest.max(seq);
+            if let Ok(meta) = fs::metadata(&path) {
+                inodes.insert(std::os::unix::fs::MetadataExt::ino(&meta));
+            }
+        }
+    }
+    assert!(newest >= 10, "only {newest} segments were used");
+    // The first two (made at start) and the spare of the first rotation, nothing after.
+    assert_eq!(inodes.len(), 3, "segment files made: {inodes:?}");
 }
