@@ -1,5 +1,6 @@
 //! The server's store: what the journal holds reaches the files after a crash.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -447,4 +448,39 @@ async fn a_failed_checkpoint_marks_its_segment_and_the_next_start_rewrites_its_f
             .any(|(_, path)| journal::checkpoint_failed(path))
     );
     assert_eq!(records_in_journal(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn a_start_reuses_the_segments_it_replayed_and_replays_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal_segments(dir.path(), 4096).unwrap();
+    let who = customer(1);
+    add_messages(&store, &who, 60).await;
+    // A file made anew may get a deleted one's inode number, not its birth time as well.
+    let inodes = |data_dir: &Path| -> BTreeSet<_> {
+        let segments = journal::segments(&journal::dir_of(data_dir)).unwrap();
+        (segments.iter())
+            .map(|(_, path)| std::fs::metadata(path).unwrap())
+            .map(|meta| {
+                (
+                    std::os::unix::fs::MetadataExt::ino(&meta),
+                    meta.created().ok(),
+                )
+            })
+            .collect()
+    };
+    let before = inodes(dir.path());
+    assert!(records_in_journal(dir.path()) > 0);
+    drop(store); // a crash: the journal is left as it is
+
+    let restarted = FileStore::with_journal_segments(dir.path(), 4096).unwrap();
+    assert_eq!(on_disk(&restarted, &who).len(), 60);
+    // The same files, renumbered: none made anew, and none of their records read again.
+    assert_eq!(inodes(dir.path()), before);
+    assert_eq!(records_in_journal(dir.path()), 0);
+    restarted
+        .add_to_conversation(&page(), &who, vec![message(100, 100)])
+        .await
+        .unwrap();
+    assert_eq!(records_in_journal(dir.path()), 1);
 }

@@ -58,8 +58,8 @@ impl FileStore {
         let dir = journal::dir_of(data_dir);
         let lock = journal::lock(&dir)?;
         let mut store = FileStore::new(data_dir);
-        store.recover(&dir)?;
-        let journal = journal::Journal::start(&dir, lock, segment_bytes)?;
+        let replayed = store.recover(&dir)?;
+        let journal = journal::Journal::start(&dir, lock, segment_bytes, replayed)?;
         store.conversations = Arc::new(Conversations::journaled(journal));
         store.remove_stale_temp_files();
         store.warm_up();
@@ -150,14 +150,15 @@ impl FileStore {
             .collect()
     }
 
-    /// Replays every journal segment into the files, flushes them, deletes the segments.
+    /// Replays every journal segment into the files and flushes them; returns the segments,
+    /// which hold nothing the files lack now (the journal reuses them).
     ///
     /// In two passes, so that it holds the message ids of one file at a time: the first learns
     /// where each conversation's records are, the second merges them one conversation at a
     /// time, in journal order, and forgets each file's ids once done. Merging the records as
     /// they came kept every id of every file named until the end: a replay of ~150,000
     /// records naming 20,000 files peaked at 106 MB (BENCHMARKS.md).
-    fn recover(&self, dir: &Path) -> Result<(), StoreError> {
+    fn recover(&self, dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
         let segments = journal::segments(dir)?;
         let mut order = Vec::new();
         let mut places: HashMap<(PageId, SenderId), Vec<(usize, u64)>> = HashMap::new();
@@ -202,9 +203,6 @@ impl FileStore {
             replay.release(&paths);
         }
         let restored = replay.finish()?;
-        for (_, path) in &segments {
-            std::fs::remove_file(path).map_err(StoreError::io("remove", path))?;
-        }
         if records > 0 {
             tracing::info!(
                 records,
@@ -212,7 +210,7 @@ impl FileStore {
                 "replayed the journal left by the previous run"
             );
         }
-        Ok(())
+        Ok(segments.into_iter().map(|(_, path)| path).collect())
     }
 
     /// Merges events into a customer's conversation: new ones (by `message.mid`, or the whole

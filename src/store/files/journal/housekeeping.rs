@@ -1,6 +1,6 @@
 //! The journal's own thread: it prepares the next segment and retires full ones.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,8 +73,9 @@ pub(super) struct Housekeeping {
     pub(super) spares: SyncSender<std::io::Result<Segment>>,
     pub(super) retired: Receiver<Retired>,
     pub(super) backlog: Arc<Backlog>,
-    /// A segment ready to be the next spare: checkpointed and renumbered.
-    pub(super) reusable: Option<Segment>,
+    /// Segments ready to be the next spares, in order: checkpointed (or replayed) and
+    /// renumbered. One at most once running; two after a start.
+    pub(super) reusable: VecDeque<Segment>,
 }
 
 impl Housekeeping {
@@ -134,7 +135,7 @@ impl Housekeeping {
 
     /// The segment kept for reuse, or else a new one.
     fn spare(&mut self) -> std::io::Result<Segment> {
-        if let Some(segment) = self.reusable.take() {
+        if let Some(segment) = self.reusable.pop_front() {
             return Ok(segment);
         }
         let segment = create_segment(&self.dir, self.seq, self.segment_bytes)?;
@@ -146,17 +147,17 @@ impl Housekeeping {
     /// before its reuse does not replay what its files hold already; deletes it when one is
     /// kept already or it cannot be renumbered.
     fn keep(&mut self, segment: &Path) {
-        let reused = match self.reusable {
-            Some(_) => Err(std::io::Error::other("a spare is kept already")),
-            None => reuse_segment(segment, self.seq, self.segment_bytes),
+        let reused = match self.reusable.is_empty() {
+            true => reuse_segment(segment, self.seq, self.segment_bytes),
+            false => Err(std::io::Error::other("a spare is kept already")),
         };
         match reused {
             Ok(spare) => {
                 self.seq += 1;
-                self.reusable = Some(spare);
+                self.reusable.push_back(spare);
             }
             Err(err) => {
-                if self.reusable.is_none() {
+                if self.reusable.is_empty() {
                     tracing::warn!(error = %err, segment = %segment.display(),
                         "cannot reuse a retired journal segment; the next one is made anew");
                 }

@@ -26,7 +26,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,8 @@ pub(crate) use segment::{
     Addressee, Record, SegmentFile, checkpoint_failed, scan_segment, segments,
 };
 use segment::{
-    START, Segment, create_segment, mark_checkpoint_failed, salt_records, segment_name, zero,
+    START, Segment, create_segment, mark_checkpoint_failed, reuse_segment, salt_records,
+    segment_name, zero,
 };
 
 /// Big enough that a segment is retired only every ~10 s under full load here: each
@@ -120,14 +121,38 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
 }
 
 impl Journal {
-    /// Starts a journal in `dir` (recovered and emptied already) holding `lock`.
-    pub(crate) fn start(dir: &Path, lock: File, segment_bytes: u64) -> Result<Journal, StoreError> {
+    /// Starts a journal in `dir` holding `lock`. `replayed`: the segments left in `dir`, every
+    /// record of which is in durable files now; up to three are reused, the others deleted.
+    pub(crate) fn start(
+        dir: &Path,
+        lock: File,
+        segment_bytes: u64,
+        replayed: Vec<PathBuf>,
+    ) -> Result<Journal, StoreError> {
         let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
-        let segment = create_segment(dir, first, segment_bytes)
+        let mut replayed = replayed.into_iter();
+        let segment = next_segment(dir, &mut replayed, first, segment_bytes)
             .map_err(StoreError::io("create", dir.join(segment_name(first))))?;
-        // The first spare is made before the server listens: zero-filling it under load held
-        // the journal's flushes up (later spares are retired segments, reused).
-        let spare = create_segment(dir, first + 1, segment_bytes);
+        // The spares are ready before the server listens: zero-filling one under load held the
+        // journal's flushes up (later spares are retired segments, reused).
+        let spare = next_segment(dir, &mut replayed, first + 1, segment_bytes);
+        if let Err(err) = &spare {
+            tracing::warn!(error = %err, "cannot prepare the next journal segment yet; retrying in the background");
+        }
+        let mut reusable: VecDeque<Segment> = spare.into_iter().collect();
+        let mut seq = first + 1 + reusable.len() as u64;
+        for old in replayed {
+            let kept = (reusable.len() < 2)
+                .then(|| reuse_segment(&old, seq, segment_bytes).ok())
+                .flatten();
+            match kept {
+                Some(kept) => {
+                    reusable.push_back(kept);
+                    seq += 1;
+                }
+                None => fs::remove_file(&old).map_err(StoreError::io("remove", &old))?,
+            }
+        }
         // Room for the one spare made ahead: handing it over never waits for a rotation.
         let (spare_tx, spares) = mpsc::sync_channel(1);
         let (retired, retired_rx) = mpsc::channel();
@@ -135,12 +160,12 @@ impl Journal {
         let backlog = Arc::new(Backlog::default());
         let housekeeping = Housekeeping {
             dir: folder,
-            seq: first + 1 + u64::from(spare.is_ok()),
+            seq,
             segment_bytes,
             spares: spare_tx,
             retired: retired_rx,
             backlog: Arc::clone(&backlog),
-            reusable: spare.ok(),
+            reusable,
         };
         std::thread::Builder::new()
             .name("journal".into())
@@ -216,6 +241,26 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// Segment `seq`: a replayed one reused, or else a new one. A replayed one that cannot be
+/// reused (another size, or written before segments had a header) is deleted.
+fn next_segment(
+    dir: &Path,
+    replayed: &mut impl Iterator<Item = PathBuf>,
+    seq: u64,
+    segment_bytes: u64,
+) -> std::io::Result<Segment> {
+    for old in replayed {
+        match reuse_segment(&old, seq, segment_bytes) {
+            Ok(segment) => return Ok(segment),
+            Err(err) => {
+                tracing::info!(error = %err, segment = %old.display(), "journal segment not reused");
+                fs::remove_file(&old)?;
+            }
+        }
+    }
+    create_segment(dir, seq, segment_bytes)
 }
 
 impl Active {

@@ -358,6 +358,12 @@ pub(super) fn reuse_segment(old: &Path, seq: u64, bytes: u64) -> std::io::Result
             "{len} bytes long, not {bytes}"
         )));
     }
+    // Its records would start where the new ones do, unsalted: one could pass for new.
+    if Layout::of(&file)? == Layout::UNSALTED {
+        return Err(std::io::Error::other(
+            "written before segments had a header",
+        ));
+    }
     file.write_all_at(&segment_header(seq), 0)?;
     file.sync_data()?;
     let path = old.with_file_name(segment_name(seq));

@@ -37,7 +37,7 @@ fn read_all(path: &Path) -> Vec<Record> {
 #[test]
 fn records_read_back_in_order_up_to_a_torn_one() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), 1 << 20).unwrap();
+    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), 1 << 20, vec![]).unwrap();
     journal
         .append(&(0..3).map(|n| entry(dir.path(), n)).collect::<Vec<_>>())
         .unwrap();
@@ -73,7 +73,7 @@ fn a_second_journal_on_the_same_folder_is_refused() {
 fn full_segments_are_retired_once_their_files_are_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size).unwrap();
+    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
     let per_record = record(0).framed().len() as u64;
     let rounds = 3 * size / per_record;
     for n in 0..rounds as usize {
@@ -104,7 +104,7 @@ fn full_segments_are_retired_once_their_files_are_flushed() {
 fn a_spare_that_cannot_be_made_does_not_hold_up_the_checkpoint_that_frees_space() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size).unwrap();
+    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
     // Segment 1 is active and 2 the spare; 3 cannot be made while a folder has its name
     // (as on a full disk).
     let blocker = dir.path().join(segment_name(3));
@@ -226,7 +226,7 @@ fn a_segment_written_before_segments_had_a_header_is_still_read() {
 fn retired_segments_are_reused_not_made_anew() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size).unwrap();
+    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
     let per_record = record(0).framed().len() as u64;
     let mut inodes = HashSet::new();
     let mut newest = 0;
@@ -235,8 +235,12 @@ fn retired_segments_are_reused_not_made_anew() {
         journal.append(&[entry(dir.path(), n)]).unwrap();
         for (seq, path) in segments(dir.path()).unwrap() {
             newest = newest.max(seq);
+            // A file made anew may get a deleted one's inode number, not its birth time too.
             if let Ok(meta) = fs::metadata(&path) {
-                inodes.insert(std::os::unix::fs::MetadataExt::ino(&meta));
+                inodes.insert((
+                    std::os::unix::fs::MetadataExt::ino(&meta),
+                    meta.created().ok(),
+                ));
             }
         }
     }
