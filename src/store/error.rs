@@ -25,6 +25,12 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A journal segment whose records waited for their checkpoint while a flush of some data
+    /// file failed: the checkpoint's own flushes may have succeeded over lost pages.
+    #[error(
+        "a flush of a data file failed while this journal segment waited for its checkpoint (see {}); it is kept for the next start to replay", log.display()
+    )]
+    FlushFailedMeanwhile { log: PathBuf },
     /// The journal of a data folder belongs to one server; a second one must not start.
     #[error("{} is in use by another `salesbot serve`: one server per DATA_DIR", path.display())]
     InUse { path: PathBuf },

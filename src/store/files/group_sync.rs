@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
 use super::conversation::{ConversationPaths, rewrite_whole};
+use super::flush_failures;
 use super::journal::{Entry, Journal};
 use crate::store::StoreError;
 
@@ -70,8 +71,10 @@ impl Unflushed {
             return rewrite_whole(&self.paths).map_err(std::io::Error::other);
         }
         let flushed = self.file.sync_data();
-        if flushed.is_err() {
+        if let Err(err) = &flushed {
             self.in_doubt.store(true, Ordering::Relaxed);
+            // The error is spent: a server's checkpoint of this file must learn of it here.
+            flush_failures::record(&self.paths.flush_failures, &self.paths.file, err);
         }
         flushed
     }
@@ -303,6 +306,7 @@ mod tests {
             file: dir.join(name),
             lock_dir: dir.join(".salesbot"),
             lock: dir.join(".salesbot").join(format!("{name}.lock")),
+            flush_failures: Arc::new(flush_failures::log_of(dir)),
         }
     }
 
@@ -363,6 +367,9 @@ mod tests {
         let failing = File::options().write(true).open("/dev/null").unwrap();
         let unflushed = Unflushed::new(failing, paths.clone(), None);
         assert!(sync.commit(Some(Dirty::File(unflushed))).await.is_err());
+        // Written down for a server's checkpoints, which could not learn of it otherwise.
+        let log = std::fs::read_to_string(paths.flush_failures.as_path()).unwrap();
+        assert!(log.contains("a.json"), "{log}");
 
         sync.commit(None).await.unwrap();
         let after = std::fs::metadata(&paths.file).unwrap().ino();

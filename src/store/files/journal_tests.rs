@@ -484,3 +484,31 @@ async fn a_start_reuses_the_segments_it_replayed_and_replays_nothing_twice() {
         .unwrap();
     assert_eq!(records_in_journal(dir.path()), 1);
 }
+
+/// A flush of a conversation file failed in `salesbot poll`, which was told of the error: the
+/// server's own flush of that file would now report nothing, so its checkpoint must not let
+/// the journal's records go.
+#[tokio::test]
+async fn a_flush_failure_elsewhere_keeps_the_journal_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::with_journal(dir.path()).unwrap();
+    let who = customer(1);
+    add_messages(&store, &who, 3).await;
+    let path = store.conversation_path(&page(), &who);
+    let inode =
+        |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+    let before = inode(&path);
+    let eio = std::io::Error::from_raw_os_error(5);
+    super::flush_failures::record(&super::flush_failures::log_of(dir.path()), &path, &eio);
+
+    let err = store.checkpoint().await.unwrap_err();
+    assert!(err.to_string().contains("flush-failures.log"), "{err}");
+    assert_eq!(records_in_journal(dir.path()), 3, "the records were let go");
+    drop(store);
+
+    // The next start replays them and rewrites the file whole rather than trust a flush.
+    let restarted = FileStore::with_journal(dir.path()).unwrap();
+    assert_eq!(on_disk(&restarted, &who), ["m0", "m1", "m2"]);
+    assert_ne!(inode(&path), before);
+    assert_eq!(records_in_journal(dir.path()), 0);
+}

@@ -13,6 +13,7 @@
 
 mod atomic;
 mod conversation;
+mod flush_failures;
 mod group_sync;
 mod journal;
 mod metadata;
@@ -34,6 +35,8 @@ pub use metadata::PAGE_FIELDS;
 pub struct FileStore {
     root: Arc<PathBuf>,
     conversations: Arc<Conversations>,
+    /// Where every failed flush is written down (see `flush_failures`).
+    flush_failures: Arc<PathBuf>,
 }
 
 impl FileStore {
@@ -44,6 +47,7 @@ impl FileStore {
         FileStore {
             conversations: Arc::new(Conversations::new()),
             root: Arc::new(root),
+            flush_failures: Arc::new(flush_failures::log_of(data_dir)),
         }
     }
 
@@ -59,7 +63,8 @@ impl FileStore {
         let lock = journal::lock(&dir)?;
         let mut store = FileStore::new(data_dir);
         let replayed = store.recover(&dir)?;
-        let journal = journal::Journal::start(&dir, lock, segment_bytes, replayed)?;
+        let failures = store.flush_failures.to_path_buf();
+        let journal = journal::Journal::start(&dir, lock, segment_bytes, replayed, failures)?;
         store.conversations = Arc::new(Conversations::journaled(journal));
         store.remove_stale_temp_files();
         store.warm_up();
@@ -280,6 +285,7 @@ impl FileStore {
             file: dir.join(format!("{sender}.json")),
             lock: lock_dir.join(format!("{sender}.lock")),
             lock_dir,
+            flush_failures: Arc::clone(&self.flush_failures),
         }
     }
 }

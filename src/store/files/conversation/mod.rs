@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::atomic::{create_unsynced, ensure_dir, flush_file, flush_paths, write_atomic};
+use super::flush_failures;
 use super::group_sync::{Dirty, GroupSync, Unflushed};
 use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
@@ -54,6 +55,8 @@ pub(crate) struct ConversationPaths {
     pub file: PathBuf,
     pub lock_dir: PathBuf,
     pub lock: PathBuf,
+    /// The log every failed flush goes to (see `flush_failures`).
+    pub flush_failures: Arc<PathBuf>,
 }
 
 /// Identity of a file's content as last seen by this process.
@@ -597,7 +600,10 @@ fn add_waiting(
     };
     if fresh.len() < received && known.read_unflushed && !flushed_later {
         // The repeats are acknowledged with this update: what they found must be on disk.
-        flush_file(&paths.file)?;
+        if let Err(err) = flush_file(&paths.file) {
+            flush_failures::record(&paths.flush_failures, &paths.file, &err);
+            return Err(err);
+        }
         known.read_unflushed = false;
     }
     if fresh.is_empty() {

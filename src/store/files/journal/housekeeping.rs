@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::atomic::{flush_file, sync_dir};
+use super::super::flush_failures;
 use super::segment::{Segment, create_segment, mark_checkpoint_failed, reuse_segment};
 use crate::store::StoreError;
 
@@ -20,6 +21,8 @@ pub(super) struct Retired {
     pub(super) new_dirs: HashSet<PathBuf>,
     /// How long the segment took to fill: about how long its checkpoint may take.
     pub(super) life: Duration,
+    /// The flush failures log's mark when the segment began (see `flush_failures`).
+    pub(super) failures_at: u64,
 }
 
 /// The full segments handed to the housekeeper and not yet checkpointed, shared with the
@@ -76,6 +79,7 @@ pub(super) struct Housekeeping {
     /// Segments ready to be the next spares, in order: checkpointed (or replayed) and
     /// renumbered. One at most once running; two after a start.
     pub(super) reusable: VecDeque<Segment>,
+    pub(super) flush_failures: Arc<PathBuf>,
 }
 
 impl Housekeeping {
@@ -100,7 +104,12 @@ impl Housekeeping {
             // Without a spare (a full disk, most likely) the checkpoint goes first, at full
             // speed: the segment it retires is the next spare, needing no space, where waiting
             // for a new spare first would hold up every round until space came back.
-            match checkpoint(&full, &self.backlog, ready) {
+            let flushed = checkpoint(&full, &self.backlog, ready)
+                .inspect_err(|err| flush_failures::record(&self.flush_failures, &full.segment, err))
+                .and_then(|()| {
+                    flush_failures::unchanged_since(&self.flush_failures, full.failures_at)
+                });
+            match flushed {
                 Ok(()) => self.keep(&full.segment),
                 Err(err) => {
                     // Kept: the next start-up replays it, and rewrites its files.

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::atomic::{ensure_dir, flush_paths};
+use super::flush_failures;
 use crate::store::StoreError;
 use housekeeping::{Backlog, Housekeeping, Retired};
 #[cfg(test)]
@@ -72,6 +73,12 @@ struct Active {
     touched: HashSet<PathBuf>,
     new_dirs: HashSet<PathBuf>,
     since: Instant,
+    /// The flush failures log's mark its checkpoint compares with (see `flush_failures`): the
+    /// one of when the segment before it began, since a record's file is written before the
+    /// record, and so maybe before the rotation that began this segment.
+    failures_at: u64,
+    /// The mark when this segment began: the next one's `failures_at`.
+    began_at: u64,
 }
 
 /// How long shutdown waits for a full segment's checkpoint in progress (at full speed once the
@@ -94,6 +101,7 @@ struct Writer {
     spares: Receiver<std::io::Result<Segment>>,
     retired: Sender<Retired>,
     backlog: Arc<Backlog>,
+    flush_failures: Arc<PathBuf>,
 }
 
 /// The journal folder of a data folder.
@@ -128,7 +136,9 @@ impl Journal {
         lock: File,
         segment_bytes: u64,
         replayed: Vec<PathBuf>,
+        flush_failures: PathBuf,
     ) -> Result<Journal, StoreError> {
+        let flush_failures = Arc::new(flush_failures);
         let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
         let mut replayed = replayed.into_iter();
         let segment = next_segment(dir, &mut replayed, first, segment_bytes)
@@ -166,6 +176,7 @@ impl Journal {
             retired: retired_rx,
             backlog: Arc::clone(&backlog),
             reusable,
+            flush_failures: Arc::clone(&flush_failures),
         };
         std::thread::Builder::new()
             .name("journal".into())
@@ -173,10 +184,11 @@ impl Journal {
             .map_err(StoreError::io("start the housekeeper of", dir))?;
         Ok(Journal {
             writer: Mutex::new(Writer {
-                active: Active::new(segment),
+                active: Active::new(segment, flush_failures::mark(&flush_failures)),
                 spares,
                 retired,
                 backlog: Arc::clone(&backlog),
+                flush_failures,
             }),
             segment_bytes,
             backlog,
@@ -220,8 +232,12 @@ impl Journal {
         self.backlog.stopping.store(true, Ordering::Relaxed);
         {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let log = Arc::clone(&writer.flush_failures);
             let active = &mut writer.active;
-            if let Err(err) = flush_paths(&active.touched, &active.new_dirs) {
+            let flushed = flush_paths(&active.touched, &active.new_dirs)
+                .inspect_err(|err| flush_failures::record(&log, &active.segment.path, err))
+                .and_then(|()| flush_failures::unchanged_since(&log, active.failures_at));
+            if let Err(err) = flushed {
                 // Kept for the next start, which rewrites its files.
                 active.segment.path = mark_checkpoint_failed(&active.segment.path);
                 return Err(err);
@@ -264,13 +280,15 @@ fn next_segment(
 }
 
 impl Active {
-    fn new(segment: Segment) -> Active {
+    fn new(segment: Segment, failures_mark: u64) -> Active {
         Active {
             segment,
             offset: START,
             touched: HashSet::new(),
             new_dirs: HashSet::new(),
             since: Instant::now(),
+            failures_at: failures_mark,
+            began_at: failures_mark,
         }
     }
 }
@@ -282,13 +300,16 @@ impl Writer {
             .spares
             .recv()
             .map_err(|_| std::io::Error::other("the journal housekeeper stopped"))??;
-        let full = std::mem::replace(&mut self.active, Active::new(next));
+        let mut next = Active::new(next, flush_failures::mark(&self.flush_failures));
+        next.failures_at = self.active.began_at;
+        let full = std::mem::replace(&mut self.active, next);
         self.backlog.handed_over();
         let handed = self.retired.send(Retired {
             segment: full.segment.path,
             touched: full.touched,
             new_dirs: full.new_dirs,
             life: full.since.elapsed(),
+            failures_at: full.failures_at,
         });
         if handed.is_err() {
             // No housekeeper: the segment stays for the next start to replay.

@@ -3,6 +3,15 @@ use super::*;
 use serde_json::json;
 use std::collections::HashSet;
 
+fn failures(dir: &Path) -> PathBuf {
+    dir.join("flush-failures.log")
+}
+
+fn start(dir: &Path, segment_bytes: u64) -> Journal {
+    let lock = lock(dir).unwrap();
+    Journal::start(dir, lock, segment_bytes, vec![], failures(dir)).unwrap()
+}
+
 fn record(n: usize) -> Record {
     Record {
         page: "101".into(),
@@ -37,7 +46,7 @@ fn read_all(path: &Path) -> Vec<Record> {
 #[test]
 fn records_read_back_in_order_up_to_a_torn_one() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), 1 << 20, vec![]).unwrap();
+    let journal = start(dir.path(), 1 << 20);
     journal
         .append(&(0..3).map(|n| entry(dir.path(), n)).collect::<Vec<_>>())
         .unwrap();
@@ -73,7 +82,7 @@ fn a_second_journal_on_the_same_folder_is_refused() {
 fn full_segments_are_retired_once_their_files_are_flushed() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
+    let journal = start(dir.path(), size);
     let per_record = record(0).framed().len() as u64;
     let rounds = 3 * size / per_record;
     for n in 0..rounds as usize {
@@ -104,7 +113,7 @@ fn full_segments_are_retired_once_their_files_are_flushed() {
 fn a_spare_that_cannot_be_made_does_not_hold_up_the_checkpoint_that_frees_space() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
+    let journal = start(dir.path(), size);
     // Segment 1 is active and 2 the spare; 3 cannot be made while a folder has its name
     // (as on a full disk).
     let blocker = dir.path().join(segment_name(3));
@@ -226,7 +235,7 @@ fn a_segment_written_before_segments_had_a_header_is_still_read() {
 fn retired_segments_are_reused_not_made_anew() {
     let dir = tempfile::tempdir().unwrap();
     let size = 4096;
-    let journal = Journal::start(dir.path(), lock(dir.path()).unwrap(), size, vec![]).unwrap();
+    let journal = start(dir.path(), size);
     let per_record = record(0).framed().len() as u64;
     let mut inodes = HashSet::new();
     let mut newest = 0;
@@ -247,4 +256,47 @@ fn retired_segments_are_reused_not_made_anew() {
     assert!(newest >= 10, "only {newest} segments were used");
     // The first two (made at start) and the spare of the first rotation, nothing after.
     assert_eq!(inodes.len(), 3, "segment files made: {inodes:?}");
+}
+
+#[test]
+fn a_segment_that_waited_while_a_flush_failed_elsewhere_is_kept_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4096;
+    let log = failures(dir.path());
+    let journal = start(dir.path(), size);
+    let per_record = record(0).framed().len() as u64;
+    let mut n = 0;
+    let mut append = |rounds: u64| {
+        for _ in 0..rounds {
+            std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
+            journal.append(&[entry(dir.path(), n)]).unwrap();
+            n += 1;
+        }
+    };
+    append(size / per_record / 2);
+    // Another process's flush of some file failed: it has the error, a flush here would not.
+    crate::store::files::flush_failures::record(
+        &log,
+        Path::new("x.json"),
+        &std::io::Error::from_raw_os_error(5),
+    );
+    append(12 * size / per_record);
+    let failed = || {
+        (segments(dir.path()).unwrap().into_iter())
+            .filter(|(_, path)| checkpoint_failed(path))
+            .map(|(seq, _)| seq)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failed().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the segment that waited was retired"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The one being written then, and the next (its first records' files may have been
+    // written before it began); those begun after it retire as usual.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(failed(), [1, 2]);
 }
