@@ -648,6 +648,8 @@ fn add_waiting(
             all.extend(fresh.iter().cloned());
             sort_chronologically(&mut all);
             write_atomic(&paths.file, &render(&all))?;
+            // Flushed whole: a repeat of what it held needs no flush of its own.
+            known.read_unflushed = false;
             // The most recent keys are those of the file's last events, now it is in order.
             known.keys = new_keys();
             all.iter().for_each(|event| known.keys.note(event));

@@ -618,3 +618,29 @@ async fn a_repeat_of_events_read_from_the_disk_flushes_the_file_once() {
         assert_eq!(mids(&parse_file(&store)), ["m0", "m1"]);
     }
 }
+
+/// A file rewritten whole was flushed by the rewrite: a repeat of its events after that needs
+/// no flush, though the file had been read from the disk before.
+#[tokio::test]
+async fn a_repeat_after_a_rewrite_needs_no_flush_of_its_own() {
+    use crate::store::files::atomic::times_flushed;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (page, sender) = ids();
+    FileStore::new(dir.path())
+        .add_to_conversation(
+            &page,
+            &sender,
+            vec![message("m0", 1000), message("m1", 1001)],
+        )
+        .await
+        .unwrap();
+    let store = FileStore::new(dir.path());
+    let path = store.conversation_path(&page, &sender);
+    let add = |events: Vec<Value>| store.add_to_conversation(&page, &sender, events);
+    // Older than everything: the file is read, then rewritten in order.
+    assert_eq!(add(vec![message("m-1", 10)]).await.unwrap(), 1);
+    assert_eq!(add(vec![message("m0", 1000)]).await.unwrap(), 0);
+    assert_eq!(times_flushed(&path), 0);
+    assert_eq!(mids(&parse_file(&store)), ["m-1", "m0", "m1"]);
+}
