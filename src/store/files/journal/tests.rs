@@ -130,8 +130,9 @@ fn a_spare_that_cannot_be_made_does_not_hold_up_the_checkpoint_that_frees_space(
     for _ in 0..=size / per_record {
         append(&journal).unwrap();
     }
-    // Segment 1 is retired: its files are flushed and it is deleted although no spare
-    // could be made (before, the housekeeper waited for the spare first, holding it).
+    // Segment 1 is retired: its files are flushed and it goes although no spare could be
+    // made (before, the housekeeper waited for the spare first, holding it). Renumbering it
+    // as 3 for reuse fails too here (the folder again), so it is deleted.
     let deadline = Instant::now() + Duration::from_secs(10);
     while first.exists() {
         assert!(
