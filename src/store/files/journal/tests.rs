@@ -33,6 +33,12 @@ fn entry(dir: &Path, n: usize) -> Entry {
     }
 }
 
+/// Appends record `n` as the store does: its file written first.
+fn append_nth(journal: &Journal, dir: &Path, n: usize) -> std::io::Result<()> {
+    std::fs::write(dir.join(format!("{n}.json")), b"[]").unwrap();
+    journal.append(&[entry(dir, n)])
+}
+
 fn read_all(path: &Path) -> Vec<Record> {
     let mut records = Vec::new();
     read_segment(path, |r| {
@@ -86,8 +92,7 @@ fn full_segments_are_retired_once_their_files_are_flushed() {
     let per_record = record(0).framed().len() as u64;
     let rounds = 3 * size / per_record;
     for n in 0..rounds as usize {
-        std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
-        journal.append(&[entry(dir.path(), n)]).unwrap();
+        append_nth(&journal, dir.path(), n).unwrap();
     }
     // The housekeeper retires segments in the background; the active one, one prepared spare
     // and one kept for reuse remain.
@@ -121,8 +126,7 @@ fn a_spare_that_cannot_be_made_does_not_hold_up_the_checkpoint_that_frees_space(
     let first = dir.path().join(segment_name(1));
     let mut n = 0;
     let mut append = |journal: &Journal| {
-        std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
-        let appended = journal.append(&[entry(dir.path(), n)]);
+        let appended = append_nth(journal, dir.path(), n);
         n += 1;
         appended
     };
@@ -241,8 +245,7 @@ fn retired_segments_are_reused_not_made_anew() {
     let mut inodes = HashSet::new();
     let mut newest = 0;
     for n in 0..(12 * size / per_record) as usize {
-        std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
-        journal.append(&[entry(dir.path(), n)]).unwrap();
+        append_nth(&journal, dir.path(), n).unwrap();
         for (seq, path) in segments(dir.path()).unwrap() {
             newest = newest.max(seq);
             // A file made anew may get a deleted one's inode number, not its birth time too.
@@ -269,8 +272,7 @@ fn a_segment_that_waited_while_a_flush_failed_elsewhere_is_kept_for_the_next_sta
     let mut n = 0;
     let mut append = |rounds: u64| {
         for _ in 0..rounds {
-            std::fs::write(dir.path().join(format!("{n}.json")), b"[]").unwrap();
-            journal.append(&[entry(dir.path(), n)]).unwrap();
+            append_nth(&journal, dir.path(), n).unwrap();
             n += 1;
         }
     };
