@@ -207,13 +207,24 @@ fn checkpoint(full: &Retired, backlog: &Backlog, paced: bool) -> Result<(), Stor
     let files = u32::try_from(full.touched.len()).unwrap_or(u32::MAX).max(1);
     let spread = (full.life * 9 / 10).min(MAX_SPREAD) / files;
     let last = full.touched.len().saturating_sub(1);
+    let began = Instant::now();
+    let (mut flushing, mut hurried) = (Duration::ZERO, 0);
     for (n, path) in full.touched.iter().enumerate() {
         let started = Instant::now();
         flush_file(path)?;
+        flushing += started.elapsed();
         // No pause after the last: the segment can go at once.
-        if paced && n < last && !backlog.in_a_hurry() {
-            std::thread::sleep(started.elapsed().max(spread));
+        if paced && n < last {
+            match backlog.in_a_hurry() {
+                false => std::thread::sleep(started.elapsed().max(spread)),
+                true => hurried += 1,
+            }
         }
     }
-    full.new_dirs.iter().try_for_each(|dir| sync_dir(dir))
+    full.new_dirs.iter().try_for_each(|dir| sync_dir(dir))?;
+    // For an operator who wonders whether checkpoints keep up with the load.
+    tracing::debug!(segment = %full.segment.display(), files = full.touched.len(),
+        filled_in = ?full.life, took = ?began.elapsed(), flushing = ?flushing,
+        unpaced = hurried, "journal segment checkpointed");
+    Ok(())
 }
