@@ -60,9 +60,20 @@ pub(crate) fn mark(log: &Path) -> u64 {
     std::fs::metadata(log).map_or(0, |meta| meta.len())
 }
 
-/// Fails when a flush failed since the log stood at `mark` (or the log was deleted meanwhile).
-pub(crate) fn unchanged_since(log: &Path, mark_then: u64) -> Result<(), StoreError> {
-    match mark(log) == mark_then {
+/// What the checkpoint of `segment` comes to, given how its own flushes went: their failure
+/// is written down (the other segments still waiting must learn of it), and a failure written
+/// since the log stood at `since` (or the log deleted meanwhile) fails it too.
+pub(crate) fn checkpoint_outcome(
+    log: &Path,
+    segment: &Path,
+    since: u64,
+    flushed: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if let Err(err) = &flushed {
+        record(log, segment, err);
+    }
+    flushed?;
+    match mark(log) == since {
         true => Ok(()),
         false => Err(StoreError::FlushFailedMeanwhile {
             log: log.to_path_buf(),

@@ -63,7 +63,7 @@ impl FileStore {
         let lock = journal::lock(&dir)?;
         let mut store = FileStore::new(data_dir);
         let replayed = store.recover(&dir)?;
-        let failures = store.flush_failures.to_path_buf();
+        let failures = Arc::clone(&store.flush_failures);
         let journal = journal::Journal::start(&dir, lock, segment_bytes, replayed, failures)?;
         store.conversations = Arc::new(Conversations::journaled(journal));
         store.remove_stale_temp_files();

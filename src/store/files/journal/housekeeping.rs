@@ -21,7 +21,7 @@ pub(super) struct Retired {
     pub(super) new_dirs: HashSet<PathBuf>,
     /// How long the segment took to fill: about how long its checkpoint may take.
     pub(super) life: Duration,
-    /// The flush failures log's mark when the segment began (see `flush_failures`).
+    /// The flush failures log's mark its checkpoint compares with (see `Active`).
     pub(super) failures_at: u64,
 }
 
@@ -104,11 +104,12 @@ impl Housekeeping {
             // Without a spare (a full disk, most likely) the checkpoint goes first, at full
             // speed: the segment it retires is the next spare, needing no space, where waiting
             // for a new spare first would hold up every round until space came back.
-            let flushed = checkpoint(&full, &self.backlog, ready)
-                .inspect_err(|err| flush_failures::record(&self.flush_failures, &full.segment, err))
-                .and_then(|()| {
-                    flush_failures::unchanged_since(&self.flush_failures, full.failures_at)
-                });
+            let flushed = flush_failures::checkpoint_outcome(
+                &self.flush_failures,
+                &full.segment,
+                full.failures_at,
+                checkpoint(&full, &self.backlog, ready),
+            );
             match flushed {
                 Ok(()) => self.keep(&full.segment),
                 Err(err) => {

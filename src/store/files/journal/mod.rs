@@ -136,9 +136,8 @@ impl Journal {
         lock: File,
         segment_bytes: u64,
         replayed: Vec<PathBuf>,
-        flush_failures: PathBuf,
+        flush_failures: Arc<PathBuf>,
     ) -> Result<Journal, StoreError> {
-        let flush_failures = Arc::new(flush_failures);
         let first = segments(dir)?.last().map_or(1, |(seq, _)| seq + 1);
         let mut replayed = replayed.into_iter();
         let segment = next_segment(dir, &mut replayed, first, segment_bytes)
@@ -232,11 +231,17 @@ impl Journal {
         self.backlog.stopping.store(true, Ordering::Relaxed);
         {
             let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let log = Arc::clone(&writer.flush_failures);
-            let active = &mut writer.active;
-            let flushed = flush_paths(&active.touched, &active.new_dirs)
-                .inspect_err(|err| flush_failures::record(&log, &active.segment.path, err))
-                .and_then(|()| flush_failures::unchanged_since(&log, active.failures_at));
+            let Writer {
+                active,
+                flush_failures: log,
+                ..
+            } = &mut *writer;
+            let flushed = flush_failures::checkpoint_outcome(
+                log,
+                &active.segment.path,
+                active.failures_at,
+                flush_paths(&active.touched, &active.new_dirs),
+            );
             if let Err(err) = flushed {
                 // Kept for the next start, which rewrites its files.
                 active.segment.path = mark_checkpoint_failed(&active.segment.path);

@@ -9,7 +9,7 @@ fn failures(dir: &Path) -> PathBuf {
 
 fn start(dir: &Path, segment_bytes: u64) -> Journal {
     let lock = lock(dir).unwrap();
-    Journal::start(dir, lock, segment_bytes, vec![], failures(dir)).unwrap()
+    Journal::start(dir, lock, segment_bytes, vec![], Arc::new(failures(dir))).unwrap()
 }
 
 fn record(n: usize) -> Record {
