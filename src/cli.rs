@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::Config;
+use crate::config::env_file::{self, EnvFileError};
 use crate::demo::{self, DemoOptions};
+use crate::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,14 +60,16 @@ impl Cli {
     }
 }
 
-/// Runs one subcommand to completion; the process exit code.
-pub async fn run(cli: Cli) -> ExitCode {
+/// Runs one subcommand to completion; the process exit code. `env_file` is what loading `.env`
+/// gave: a file with a bad line stops `serve` and `poll` (exit 2); the demo, which needs no
+/// configuration, only says it went without it.
+pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match load_config() {
+        Command::Serve => match load_config(env_file) {
             Ok(config) => serve(config).await,
             Err(code) => return code,
         },
-        Command::Poll => match load_config() {
+        Command::Poll => match load_config(env_file) {
             Ok(config) => poll(config).await,
             Err(code) => return code,
         },
@@ -73,14 +77,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             once,
             port,
             data_dir,
-        } => demo::run(DemoOptions {
-            port,
-            data_dir,
-            once,
-        })
-        .await
-        .map(|_| ExitCode::SUCCESS)
-        .map_err(|e| e.to_string()),
+        } => {
+            if let Err(err) = env_file {
+                eprintln!("salesbot: warning: {err}; the demo needs none of it");
+            }
+            demo::run(DemoOptions {
+                port,
+                data_dir,
+                once,
+            })
+            .await
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| e.to_string())
+        }
     };
     result.unwrap_or_else(|err| {
         tracing::error!(error = %err, "salesbot stopped");
@@ -90,8 +99,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// The environment's configuration, or exit code 2 with every problem named.
-fn load_config() -> Result<Config, ExitCode> {
-    Config::from_env().map_err(|err| {
+fn load_config(env_file: Result<env_file::Loaded, EnvFileError>) -> Result<Config, ExitCode> {
+    let config = env_file
+        .map_err(|err| err.to_string())
+        .and_then(|_| Config::from_env().map_err(|err| err.to_string()));
+    config.map_err(|err| {
+        telemetry::flush();
         eprintln!("salesbot: {err}");
         ExitCode::from(2)
     })

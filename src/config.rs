@@ -4,6 +4,7 @@
 //! round instead of one variable per restart. Secrets are held as `SecretString`/`SecretBox`,
 //! whose `Debug` prints `[REDACTED]`, so no log line or panic message can carry them.
 
+pub mod env_file;
 mod parse;
 
 use std::net::SocketAddr;
@@ -89,7 +90,7 @@ pub struct PollConfig {
 }
 
 impl Config {
-    /// Reads the process environment. Call `dotenvy::dotenv()` first to honour `.env`.
+    /// Reads the process environment. Call [`env_file::load`] first to honour `.env`.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing `.env` is normal in production; the process environment is enough.
     // Loaded before logging starts so that `RUST_LOG` may live in `.env` too.
-    let _ = dotenvy::dotenv();
+    let env_file = salesbot::config::env_file::load();
     salesbot::telemetry::init(cli.default_log_filter());
     // Blocking work (file rewrites, SQLite, the journal's flush) is short; tokio's default of
     // up to 512 blocking threads only bought malloc arenas and context switches under load
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         .event_interval(31)
         .build()
         .expect("the async runtime starts");
-    let code = runtime.block_on(salesbot::cli::run(cli));
+    let code = runtime.block_on(salesbot::cli::run(cli, env_file));
     drop(runtime);
     salesbot::telemetry::flush();
     code

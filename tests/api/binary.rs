@@ -42,6 +42,39 @@ fn a_bare_environment_names_every_missing_variable_and_exits_2() {
 }
 
 #[test]
+fn a_bad_env_line_is_named_with_its_file_and_line_and_nothing_of_it_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every required variable is in the file, one line is malformed: none of them may be
+    // reported missing (the file was not half-loaded) and the bad value is not echoed.
+    let mut lines: Vec<String> = test_env(dir.path(), &[])
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    lines.sort();
+    lines.insert(3, "FACEBOOK_REDIRECT_URI=not a url".into());
+    std::fs::write(dir.path().join(".env"), lines.join("\n") + "\n").unwrap();
+
+    let out = salesbot(dir.path()).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        text.contains(".env line 4: FACEBOOK_REDIRECT_URI"),
+        "{text}"
+    );
+    assert!(text.contains("quotes"), "{text}");
+    assert!(
+        !text.contains("missing"),
+        "nothing reported missing: {text}"
+    );
+    assert!(
+        !text.contains("not a url"),
+        "the value is not echoed: {text}"
+    );
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(!dir.path().join("data").exists(), "nothing written");
+}
+
+#[test]
 fn serve_reports_its_port_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = salesbot(dir.path());
