@@ -92,7 +92,8 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
         }
     };
     result.unwrap_or_else(|err| {
-        tracing::error!(error = %err, "salesbot stopped");
+        // Once, on stderr where the log goes too: a second copy as a log line said nothing new.
+        telemetry::flush();
         eprintln!("salesbot: {err}");
         ExitCode::FAILURE
     })

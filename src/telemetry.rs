@@ -20,8 +20,10 @@ static STDERR: LazyLock<Batched<io::Stderr>> = LazyLock::new(|| Batched::new(io:
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset. Safe to
 /// call more than once: later calls are no-ops.
 pub fn init(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(quiet_dependencies(&spec)).ok())
+        .unwrap_or_else(|| EnvFilter::new(quiet_dependencies(default_filter)));
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(BatchedStderr)
@@ -31,6 +33,18 @@ pub fn init(default_filter: &str) {
     if installed.is_ok() {
         start_flushing();
     }
+}
+
+/// `spec` with dependencies that narrate their own workings at INFO held to warnings, unless
+/// `spec` names them: tokio-cron-scheduler says "Uninited" and "Job creator created" at every
+/// start, which an operator cannot act on.
+fn quiet_dependencies(spec: &str) -> String {
+    const CHATTY: [&str; 1] = ["tokio_cron_scheduler"];
+    let mut quiet = spec.to_string();
+    for target in CHATTY.iter().filter(|t| !spec.contains(*t)) {
+        quiet.push_str(&format!(",{target}=warn"));
+    }
+    quiet
 }
 
 /// Writes the log lines still waiting: call before the process ends.
@@ -92,5 +106,19 @@ impl io::Write for Line {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_dependencies;
+
+    #[test]
+    fn chatty_dependencies_are_held_to_warnings_unless_named() {
+        assert_eq!(quiet_dependencies("info"), "info,tokio_cron_scheduler=warn");
+        assert_eq!(
+            quiet_dependencies("info,tokio_cron_scheduler=debug"),
+            "info,tokio_cron_scheduler=debug"
+        );
     }
 }

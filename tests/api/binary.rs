@@ -75,10 +75,40 @@ fn a_bad_env_line_is_named_with_its_file_and_line_and_nothing_of_it_is_used() {
 }
 
 #[test]
+fn a_port_in_use_is_reported_once_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = salesbot(dir.path())
+        .envs(test_env(
+            dir.path(),
+            &[("PORT", &port), ("RUST_LOG", "info")],
+        ))
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        text.matches("Address already in use").count(),
+        1,
+        "said once: {text}"
+    );
+    assert!(
+        text.contains(&format!("salesbot: cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
+#[test]
 fn serve_reports_its_port_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = salesbot(dir.path());
-    cmd.envs(test_env(dir.path(), &[("RUST_LOG", "info")]));
+    // A schedule that does not fire during the test, so the scheduler starts and can be heard.
+    cmd.envs(test_env(
+        dir.path(),
+        &[("RUST_LOG", "info"), ("POLL_CRON", "0 0 0 1 1 *")],
+    ));
     let mut child = KillOnDrop(cmd.arg("serve").stderr(Stdio::piped()).spawn().unwrap());
     let stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut lines = stderr.lines();
@@ -136,8 +166,11 @@ fn serve_reports_its_port_answers_and_stops_on_sigterm() {
         rest.iter().any(|l| l.contains("salesbot stopped")),
         "{rest:?}"
     );
-    // The derived-key warning is logged once, and no secret from the environment appears.
+    // The scheduler's own start-up chatter ("Uninited") is not an operator's business.
     let all = seen.join("\n");
+    assert!(all.contains("poll scheduled"), "{all}");
+    assert!(!all.contains("tokio_cron_scheduler"), "{all}");
+    // The derived-key warning is logged once, and no secret from the environment appears.
     assert_eq!(
         all.matches("TOKEN_ENCRYPTION_KEY is not set").count(),
         1,
