@@ -75,7 +75,7 @@ fn a_bad_env_line_is_named_with_its_file_and_line_and_nothing_of_it_is_used() {
 }
 
 #[test]
-fn a_port_in_use_is_reported_once_and_exits_1() {
+fn a_port_in_use_is_reported_once_exits_1_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
@@ -98,6 +98,12 @@ fn a_port_in_use_is_reported_once_and_exits_1() {
         text.contains(&format!("salesbot: cannot listen on 127.0.0.1:{port}")),
         "{text}"
     );
+    // A start that cannot listen leaves nothing behind in a new DATA_DIR.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
 }
 
 #[test]
