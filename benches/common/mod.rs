@@ -24,7 +24,10 @@ pub fn environment(dir: &Path, overrides: &[(&str, String)]) -> HashMap<String, 
             "SHOPIFY_REDIRECT_URI",
             "http://127.0.0.1/shopify/callback".into(),
         ),
-        ("STATE_TOKEN_SECRET", "bench-state-secret".into()),
+        (
+            "STATE_TOKEN_SECRET",
+            "bench-state-secret-of-at-least-32-bytes".into(),
+        ),
         (
             "TOKEN_ENCRYPTION_KEY",
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),

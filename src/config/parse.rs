@@ -61,6 +61,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The shortest `STATE_TOKEN_SECRET` accepted: as long as the key it signs with.
+pub const MIN_STATE_SECRET_BYTES: usize = 32;
+
 pub(super) struct Reader<F> {
     lookup: F,
     problems: Vec<Problem>,
@@ -77,7 +80,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     pub(super) fn read(mut self) -> Result<Config, ConfigError> {
         let mut required = REQUIRED.map(|name| self.required(name));
         let mut take = |i: usize| std::mem::take(&mut required[i]);
-        let app_id = take(0);
+        let app_id = self.app_id(take(0));
         let app_secret = SecretString::from(take(1));
         let fb_redirect = self.url("FACEBOOK_REDIRECT_URI", &take(2));
         let webhook = self.url("FACEBOOK_WEBHOOK_ADDRESS", &take(3));
@@ -85,7 +88,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let api_key = take(5);
         let api_secret = SecretString::from(take(6));
         let shop_redirect = self.url("SHOPIFY_REDIRECT_URI", &take(7));
-        let state_secret = SecretString::from(take(8));
+        let state_secret = self.state_secret(take(8));
 
         let host = self.optional("HOST", "0.0.0.0");
         let host = self.host(&host);
@@ -182,6 +185,36 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         parse(&value)
             .map_err(|reason| self.problems.push(Problem::Invalid { name, reason }))
             .ok()
+    }
+
+    /// Meta's app ids are numbers (15 to 20 digits): anything else is a value pasted into the
+    /// wrong variable, which the OAuth dialog would only reject once a merchant clicks.
+    fn app_id(&mut self, value: String) -> String {
+        let digits = (15..=20).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
+        if !value.is_empty() && !digits {
+            self.problems.push(Problem::Invalid {
+                name: "FACEBOOK_APP_ID",
+                reason: format!(
+                    "`{value}` is not an app id: 15 to 20 digits (Meta for Developers > your app > Settings > Basic)"
+                ),
+            });
+        }
+        value
+    }
+
+    /// The state secret signs OAuth states (HMAC-SHA256) and, without `TOKEN_ENCRYPTION_KEY`,
+    /// is where the token key comes from: fewer than 32 bytes is guessable by brute force.
+    fn state_secret(&mut self, value: String) -> SecretString {
+        if !value.is_empty() && value.len() < MIN_STATE_SECRET_BYTES {
+            self.problems.push(Problem::Invalid {
+                name: "STATE_TOKEN_SECRET",
+                reason: format!(
+                    "must be at least {MIN_STATE_SECRET_BYTES} bytes long (it is {}); generate one with `openssl rand -base64 32`",
+                    value.len()
+                ),
+            });
+        }
+        SecretString::from(value)
     }
 
     fn url(&mut self, name: &'static str, value: &str) -> Option<Url> {

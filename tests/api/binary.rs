@@ -182,7 +182,10 @@ fn serve_reports_its_port_answers_and_stops_on_sigterm() {
         1,
         "{all}"
     );
-    assert!(!all.contains("test-state-secret") && !all.contains("test-facebook-app-secret"));
+    assert!(
+        !all.contains("test-state-secret-of-at-least-32-bytes")
+            && !all.contains("test-facebook-app-secret")
+    );
     // One access line per request, with its id, and the path without its query.
     let access: Vec<&str> = all
         .lines()

@@ -43,20 +43,6 @@ async fn login_needs_a_live_session() {
 }
 
 #[tokio::test]
-async fn a_malformed_app_id_is_our_mistake() {
-    let (app, _stand_in) = spawn_with_stand_in(&[("FACEBOOK_APP_ID", "not-digits")]).await;
-    let session = app.state.sessions.create(Uuid::new_v4()).await.unwrap();
-    assert_eq!(
-        detail(
-            facebook_login(&app, Some(session.expose_cookie_value())).await,
-            500
-        )
-        .await,
-        "Internal server error"
-    );
-}
-
-#[tokio::test]
 async fn bad_states_are_refused_before_any_exchange() {
     let (app, stand_in) = spawn_with_stand_in(&[]).await;
     let connected = connect_shop(&app, "demo-store", "shop-code").await;

@@ -54,7 +54,10 @@ pub fn test_env(dir: &std::path::Path, overrides: &[(&str, &str)]) -> HashMap<St
             "SHOPIFY_REDIRECT_URI",
             "http://127.0.0.1:5000/shopify/callback",
         ),
-        ("STATE_TOKEN_SECRET", "test-state-secret"),
+        (
+            "STATE_TOKEN_SECRET",
+            "test-state-secret-of-at-least-32-bytes",
+        ),
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("POLL_CRON", "off"),

@@ -11,6 +11,10 @@ fn complete() -> HashMap<&'static str, String> {
         .collect();
     env.insert("FACEBOOK_APP_ID", "123456789012345".into());
     env.insert(
+        "STATE_TOKEN_SECRET",
+        "value-of-STATE_TOKEN_SECRET, 32 bytes or more".into(),
+    );
+    env.insert(
         "FACEBOOK_REDIRECT_URI",
         "http://localhost:5000/facebook/callback".into(),
     );
@@ -92,6 +96,8 @@ fn invalid_values_are_named_together_with_missing_ones() {
     env.insert("POLL_CONCURRENCY", "0".into());
     env.insert("OAUTH_SELF_TEST", "maybe".into());
     env.insert("SHOPIFY_SHOP_URL", "https://shops.example".into());
+    env.insert("FACEBOOK_APP_ID", "my-app".into());
+    env.insert("STATE_TOKEN_SECRET", "short".into());
     let err = load(&env).unwrap_err();
     let text = err.to_string();
     for name in [
@@ -103,10 +109,13 @@ fn invalid_values_are_named_together_with_missing_ones() {
         "POLL_CONCURRENCY",
         "OAUTH_SELF_TEST",
         "SHOPIFY_SHOP_URL",
+        "FACEBOOK_APP_ID",
+        "STATE_TOKEN_SECRET",
     ] {
         assert!(text.contains(name), "{name} not named in: {text}");
     }
-    assert_eq!(err.problems.len(), 8, "{text}");
+    assert_eq!(err.problems.len(), 10, "{text}");
+    assert!(!text.contains("short"), "a secret is never echoed: {text}");
 }
 
 #[test]
@@ -128,7 +137,10 @@ fn a_configured_key_is_used_and_never_echoed() {
 fn the_derived_key_depends_on_the_state_secret() {
     let a = load(&complete()).unwrap();
     let mut env = complete();
-    env.insert("STATE_TOKEN_SECRET", "another".into());
+    env.insert(
+        "STATE_TOKEN_SECRET",
+        "another secret of 32 bytes or more".into(),
+    );
     let b = load(&env).unwrap();
     assert_ne!(
         a.storage.encryption_key.expose_secret(),
