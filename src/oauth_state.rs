@@ -4,19 +4,30 @@
 //! in padded URL-safe base64, `extra` is the merchant UUID when one is carried, and `sig` is the
 //! padded URL-safe base64 of HMAC-SHA256(`STATE_TOKEN_SECRET`, everything before it).
 //!
+//! Unlike the original, the UUID is sealed (`v1.` + ChaCha20-Poly1305 under a key derived from
+//! the state secret, bound to `{ts}:{nonce}`): the state travels through Meta's dialog and
+//! Meta's logs, and the merchant's id is ours to keep. A clear UUID, signed, is still read.
+//!
 //! A signature alone is not enough (the original's stateless state allows login CSRF): the
 //! callback also requires the same value in a cookie set on this browser ([`check_bound`]) and
 //! spends it once (`SessionStore::spend_state`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
+use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
+use zeroize::Zeroize;
 
+use crate::store::cipher::Cipher;
 use crate::store::unix_now;
+
+/// Marks a sealed UUID in `extra`; the cipher's own `v1:` with the `:` that states split on
+/// turned into a `.`.
+const SEALED: &str = "v1.";
 
 /// How long a state is accepted after it was issued.
 pub const STATE_MAX_AGE_SECS: i64 = 300;
@@ -57,6 +68,8 @@ impl VerifiedState {
 #[derive(Clone)]
 pub struct StateSigner {
     secret: SecretString,
+    /// Seals the UUID a state carries.
+    cipher: Cipher,
 }
 
 impl std::fmt::Debug for StateSigner {
@@ -67,7 +80,16 @@ impl std::fmt::Debug for StateSigner {
 
 impl StateSigner {
     pub fn new(secret: SecretString) -> StateSigner {
-        StateSigner { secret }
+        let hkdf = Hkdf::<Sha256>::new(
+            Some(b"salesbot/oauth-state/v1"),
+            secret.expose_secret().as_bytes(),
+        );
+        let mut key = [0u8; 32];
+        hkdf.expand(b"state extra sealing key", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let cipher = Cipher::new(&SecretBox::new(Box::new(key)));
+        key.zeroize();
+        StateSigner { secret, cipher }
     }
 
     pub fn sign(&self, user: Option<&Uuid>) -> String {
@@ -78,8 +100,9 @@ impl StateSigner {
         let nonce: [u8; 8] = rand::random();
         let mut payload = format!("{now}:{}", URL_SAFE.encode(nonce));
         if let Some(user) = user {
+            let sealed = self.cipher.seal(payload.as_bytes(), user.as_bytes());
             payload.push(':');
-            payload.push_str(&user.to_string());
+            payload.push_str(&sealed.replacen(':', ".", 1));
         }
         let sig = URL_SAFE.encode(self.mac(&payload).finalize().into_bytes());
         format!("{payload}:{sig}")
@@ -107,10 +130,22 @@ impl StateSigner {
             return Err(StateError::Expired);
         }
         let user = match parts.len() {
-            4 => Some(Uuid::parse_str(parts[2]).map_err(|_| StateError::Malformed)?),
+            4 => Some(self.user(&parts[..2].join(":"), parts[2])?),
             _ => None,
         };
         Ok(VerifiedState { issued_at, user })
+    }
+
+    /// The UUID in a signed `extra`: sealed by [`Self::sign_at`], or in clear (the original's).
+    fn user(&self, prefix: &str, extra: &str) -> Result<Uuid, StateError> {
+        let Some(sealed) = extra.strip_prefix(SEALED) else {
+            return Uuid::parse_str(extra).map_err(|_| StateError::Malformed);
+        };
+        let opened = self
+            .cipher
+            .open(prefix.as_bytes(), &format!("v1:{sealed}"))
+            .map_err(|_| StateError::Malformed)?;
+        Uuid::from_slice(&opened).map_err(|_| StateError::Malformed)
     }
 
     fn mac(&self, payload: &str) -> Hmac<Sha256> {

@@ -28,6 +28,11 @@ fn a_fresh_state_verifies_and_carries_its_uuid() {
     assert_eq!(parts[0], NOW.to_string());
     assert_eq!(parts[1].len(), 12, "8 bytes, padded URL-safe base64");
     assert_eq!(parts[3].len(), 44, "32 bytes, padded URL-safe base64");
+    // The merchant's id does not travel in clear through Meta's dialog.
+    assert!(parts[2].starts_with("v1."), "{state}");
+    for shown in [user.to_string(), user.simple().to_string()] {
+        assert!(!state.contains(&shown), "{state}");
+    }
     let verified = s.verify_at(&state, NOW + 10).unwrap();
     assert_eq!(verified.user, Some(user));
     assert_eq!(verified.expires_at(), NOW + 300);
@@ -53,6 +58,24 @@ fn states_made_the_original_way_verify() {
 }
 
 #[test]
+fn a_sealed_uuid_opens_only_with_its_secret_and_its_own_prefix() {
+    let s = signer("secret");
+    let state = s.sign_at(Some(&Uuid::new_v4()), NOW);
+    let parts: Vec<&str> = state.split(':').collect();
+    // Re-signed with the right secret (so only the sealing is tested): another prefix, or
+    // another secret's sealing key, does not open it.
+    let moved = python_style("secret", &format!("{NOW}:AAAAAAAAAAA=:{}", parts[2]));
+    assert_eq!(s.verify_at(&moved, NOW), Err(StateError::Malformed));
+    let other = signer("other");
+    let sealed_elsewhere = other.sign_at(Some(&Uuid::new_v4()), NOW);
+    let payload = sealed_elsewhere.rsplit_once(':').unwrap().0;
+    assert_eq!(
+        s.verify_at(&python_style("secret", payload), NOW),
+        Err(StateError::Malformed)
+    );
+}
+
+#[test]
 fn each_state_is_unique() {
     let s = signer("secret");
     assert_ne!(s.sign_at(None, NOW), s.sign_at(None, NOW));
@@ -72,8 +95,12 @@ fn tampered_states_are_refused() {
     let s = signer("secret");
     let user = Uuid::new_v4();
     let state = s.sign_at(Some(&user), NOW);
-    let other = Uuid::new_v4().to_string();
-    let swapped_user = state.replace(&user.to_string(), &other);
+    // Another merchant's sealed id put in this state's place.
+    let parts: Vec<&str> = state.split(':').collect();
+    let other = s.sign_at(Some(&Uuid::new_v4()), NOW);
+    let other_sealed = other.split(':').nth(2).unwrap();
+    let swapped_user = state.replace(parts[2], other_sealed);
+    assert_ne!(swapped_user, state);
     assert_eq!(
         s.verify_at(&swapped_user, NOW),
         Err(StateError::BadSignature)
@@ -95,7 +122,6 @@ fn tampered_states_are_refused() {
         Err(StateError::BadSignature)
     );
     // Dropping the UUID changes the payload, so the signature no longer fits.
-    let parts: Vec<&str> = state.split(':').collect();
     let without_user = format!("{}:{}:{}", parts[0], parts[1], parts[3]);
     assert_eq!(
         s.verify_at(&without_user, NOW),

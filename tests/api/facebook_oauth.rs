@@ -59,9 +59,11 @@ async fn bad_states_are_refused_before_any_exchange() {
     );
 
     let s = facebook_start(&app, &connected.session).await;
-    let swapped = s
-        .state
-        .replace(&connected.user, &Uuid::new_v4().to_string());
+    // Another merchant's (sealed) id in place of this one's.
+    let theirs = app.state.states.sign(Some(&Uuid::new_v4()));
+    let sealed = |state: &str| state.split(':').nth(2).unwrap().to_string();
+    let swapped = s.state.replace(&sealed(&s.state), &sealed(&theirs));
+    assert_ne!(swapped, s.state);
     let r = facebook_callback(
         &app,
         &callback(&swapped),
