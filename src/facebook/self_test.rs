@@ -2,12 +2,16 @@
 //! a signed metadata webhook and a signed message webhook posted to `FACEBOOK_WEBHOOK_ADDRESS`,
 //! then a metadata poll and a conversation poll of the page. Each reports
 //! `{"status":"success"}` or `{"status":"error","message"}`; none fails the callback.
+//!
+//! The message comes from the reserved sender [`SELF_TEST_SENDER`]: the webhook checks it like
+//! any event (signature, payload, page) but stores nothing, so no made-up customer lands in the
+//! tree the bot reads (the original left a `test_user_id.json` with "Test message" there).
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::metadata;
-use super::webhook::signature;
+use super::webhook::{SELF_TEST_SENDER, signature};
 use crate::domain::PageId;
 use crate::http::AppState;
 use crate::outbound;
@@ -26,11 +30,10 @@ pub async fn webhooks(app: &AppState, page: &PageId) -> Vec<Value> {
         "object": "page",
         "entry": [{"id": page.as_str(), "changes": [{"field": "name", "value": "Test Page"}]}]
     });
-    // The sender id and mid are the original's, so its file is `test_user_id.json`.
     let message = json!({
         "object": "page",
         "entry": [{"id": page.as_str(), "messaging": [{
-            "sender": {"id": "test_user_id"},
+            "sender": {"id": SELF_TEST_SENDER},
             "recipient": {"id": page.as_str()},
             "timestamp": 1697051234567_i64,
             "message": {"mid": "test_mid", "text": "Test message"}

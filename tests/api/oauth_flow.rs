@@ -323,7 +323,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test]
-async fn the_self_tests_reach_the_real_webhook_and_store_the_test_message() {
+async fn the_self_tests_reach_the_real_webhook_and_leave_no_made_up_customer() {
     // The webhook address must name the app's own port, so pick one first.
     let port = crate::helpers::free_port().to_string();
     let webhook = format!("http://127.0.0.1:{port}/facebook/webhook");
@@ -348,16 +348,19 @@ async fn the_self_tests_reach_the_real_webhook_and_store_the_test_message() {
     for result in results {
         assert_eq!(result["result"], json!({"status": "success"}), "{result}");
     }
-    for page in ["101", "202"] {
-        let path = app
-            .dir
-            .path()
-            .join(format!("facebook/{page}/conversations/test_user_id.json"));
-        let stored: Vec<Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(
-            stored[0]["message"],
-            json!({"mid": "test_mid", "text": "Test message"})
+    // The webhook took each page's self-test message and stored none of it: the bot reads
+    // only real customers (the original left test_user_id.json with "Test message").
+    for file in walk(&app.dir.path().join("facebook")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("test_mid") && !text.contains("test_user_id"),
+            "{} holds the self-test: {text}",
+            file.display()
         );
+    }
+    for page in ["101", "202"] {
+        let folder = app.dir.path().join(format!("facebook/{page}"));
+        assert!(folder.join("page_metadata.json").is_file());
+        assert!(!folder.join("conversations/test_user_id.json").exists());
     }
 }

@@ -4,6 +4,9 @@
 //! The customer is the sender, except for the page's own replies (echoes), which belong to the
 //! recipient's history, as the poll stores them. Entries of unknown pages and events with ids
 //! that cannot be file names are logged and skipped; the rest of the batch still counts.
+//!
+//! Events of [`SELF_TEST_SENDER`] are the OAuth self-test's (`facebook::self_test`): counted,
+//! never stored, so the bot never meets a customer who does not exist.
 
 use serde_json::value::RawValue;
 
@@ -11,6 +14,10 @@ use super::raw_json::{elements, is_json, members, text};
 use crate::domain::{PageId, SenderId};
 use crate::facebook::pages::PageDirectory;
 use crate::store::{MessagingEvent, StoreError};
+
+/// The sender of the self-test's message (the original's id). Meta's ids are numbers, so no
+/// real customer has it.
+pub const SELF_TEST_SENDER: &str = "test_user_id";
 
 /// One conversation's share of a payload.
 pub struct ConversationEvents {
@@ -23,6 +30,8 @@ pub struct ConversationEvents {
 pub struct Batch {
     pub conversations: Vec<ConversationEvents>,
     pub changed_pages: Vec<PageId>,
+    /// Self-test events for connected pages: checked like any other, not stored.
+    pub self_tests: usize,
 }
 
 /// Why a body is not a webhook payload.
@@ -65,6 +74,9 @@ pub async fn sort(entries: Vec<&RawValue>, pages: &PageDirectory) -> Result<Batc
         for event in elements(messaging) {
             let stored = MessagingEvent::from_json(event.get().as_bytes());
             match stored.zip(customer_of(&page, event)) {
+                Some((_, customer)) if customer.as_str() == SELF_TEST_SENDER => {
+                    batch.self_tests += 1;
+                }
                 Some((stored, customer)) => add(&mut batch.conversations, &page, customer, stored),
                 None => {
                     tracing::warn!(page = %page, "messaging event without a usable sender/recipient id skipped")

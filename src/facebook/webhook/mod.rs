@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::http::{ApiError, AppState};
 use crate::store::FileStore;
 
+pub use ingest::SELF_TEST_SENDER;
 pub use refresh::MetadataRefresher;
 
 /// Meta's payloads are small; this bounds what an unauthenticated caller can make us buffer.
@@ -89,6 +90,12 @@ async fn receive(
         app.refresher.request(page);
     }
     tracing::debug!(stored, "webhook batch stored");
+    if batch.self_tests > 0 {
+        tracing::info!(
+            events = batch.self_tests,
+            "OAuth self-test message received; not stored"
+        );
+    }
     Ok(([(CONTENT_TYPE, "application/json")], SUCCESS))
 }
 
