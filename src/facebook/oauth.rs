@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
@@ -19,6 +20,7 @@ use super::graph::{GraphError, PageAccount};
 use super::self_test;
 use super::subscription;
 use crate::domain::PageId;
+use crate::http::html::{self, escape};
 use crate::http::{ApiError, AppState, cookies, state_check};
 use crate::store::{TokenKey, TokenKind};
 
@@ -32,19 +34,20 @@ pub fn router() -> Router<AppState> {
 }
 
 #[tracing::instrument(skip_all)]
-async fn login(State(app): State<AppState>, jar: CookieJar) -> Result<impl IntoResponse, ApiError> {
+async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
     let config = &app.config.facebook;
     // A malformed FACEBOOK_APP_ID stops the start (config), so the id is digits here.
     let id = &config.app_id;
-    let session = jar
-        .get(cookies::SESSION)
-        .map(|c| c.value().to_string())
-        .ok_or_else(|| ApiError::BadRequest("Missing session_id cookie".into()))?;
-    let user = app
-        .sessions
-        .resolve(&session)
-        .await?
-        .ok_or_else(|| ApiError::BadRequest("Invalid or expired session".into()))?;
+    let Some(session) = jar.get(cookies::SESSION).map(|c| c.value().to_string()) else {
+        return Ok(shopify_first(&app, &headers, "Missing session_id cookie"));
+    };
+    let Some(user) = app.sessions.resolve(&session).await? else {
+        return Ok(shopify_first(&app, &headers, "Invalid or expired session"));
+    };
 
     let state = app.states.sign(Some(&user));
     let mut url = config
@@ -62,7 +65,43 @@ async fn login(State(app): State<AppState>, jar: CookieJar) -> Result<impl IntoR
         &state,
         app.cookies_secure(),
     ));
-    Ok((jar, Redirect::temporary(url.as_str())))
+    Ok((jar, Redirect::temporary(url.as_str())).into_response())
+}
+
+/// The answer to `/facebook/login` without a live session: pages belong to a merchant, whom
+/// the Shopify step identifies, so that step comes first. A browser gets a page with a form
+/// that starts it; an API client the `{"detail"}` 400, which says the same.
+fn shopify_first(app: &AppState, headers: &HeaderMap, why: &str) -> Response {
+    let login = "/shopify/{shop_name}/login";
+    if !html::wants_html(headers) {
+        return ApiError::BadRequest(format!(
+            "{why}: connect your Shopify store first ({login}), then open /facebook/login in the same browser"
+        ))
+        .into_response();
+    }
+    // Beside the Shopify callback, wherever the app is mounted.
+    let form = app
+        .config
+        .shopify
+        .redirect_uri
+        .join("login")
+        .map_or_else(|_| "/shopify/login".to_string(), |url| url.to_string());
+    let body = format!(
+        "<p>Your Facebook Pages are connected to your Shopify store, so the store comes first \
+         (this browser has no live salesbot session: never connected, or over an hour ago).</p>\n\
+         <form method=\"get\" action=\"{}\"><label>Your store: \
+         <input name=\"shop\" placeholder=\"your-store\" required>.myshopify.com</label> \
+         <button id=\"connect-shopify\" type=\"submit\">Connect your Shopify store</button></form>\n\
+         <p>The same as opening <code>{}</code>. When it is done, the page it ends on links back \
+         here.</p>",
+        escape(&form),
+        escape(login)
+    );
+    html::page(
+        StatusCode::BAD_REQUEST,
+        "Connect your Shopify store first",
+        &body,
+    )
 }
 
 #[tracing::instrument(skip_all, fields(user = tracing::field::Empty))]

@@ -4,6 +4,7 @@ pub mod cookies;
 mod edge;
 mod error;
 mod health;
+pub mod html;
 pub mod state_check;
 
 use std::sync::Arc;

@@ -1,27 +1,32 @@
 //! `GET /shopify/{shop_name}/login` and `GET /shopify/callback`: connecting a Shopify store.
+//! `GET /shopify/login?shop=<name>` is the same login, for the form a browser is shown when it
+//! asks for `/facebook/login` before connecting a store.
 //!
 //! The callback checks, in this order and before any outbound request: the required
 //! parameters, Shopify's `hmac` and `timestamp`, the shop host, then the state (signature,
 //! age, this browser's state cookie, first use). Only then is the code exchanged — so the
 //! client secret only ever goes to `<name>.myshopify.com` (SPEC 8.1).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ShopDomain;
 use super::signature;
+use crate::http::html::{self, escape};
 use crate::http::{ApiError, AppState, cookies, state_check};
 use crate::store::{TokenKey, TokenKind, unix_now};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/shopify/{shop_name}/login", get(login))
+        .route("/shopify/login", get(login_by_query))
         .route("/shopify/callback", get(callback))
 }
 
@@ -31,7 +36,34 @@ async fn login(
     Path(shop_name): Path<String>,
     jar: CookieJar,
 ) -> Result<impl IntoResponse, ApiError> {
-    let shop = ShopDomain::parse(&shop_name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    start(&app, &shop_name, jar)
+}
+
+#[derive(serde::Deserialize)]
+struct ShopQuery {
+    shop: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+async fn login_by_query(
+    State(app): State<AppState>,
+    Query(query): Query<ShopQuery>,
+    jar: CookieJar,
+) -> Result<impl IntoResponse, ApiError> {
+    let shop_name = query.shop.unwrap_or_default();
+    if shop_name.trim().is_empty() {
+        return Err(ApiError::BadRequest("Missing shop parameter".into()));
+    }
+    start(&app, shop_name.trim(), jar)
+}
+
+/// The install redirect, with the state in a cookie of this browser.
+fn start(
+    app: &AppState,
+    shop_name: &str,
+    jar: CookieJar,
+) -> Result<(CookieJar, Redirect), ApiError> {
+    let shop = ShopDomain::parse(shop_name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let state = app.states.sign(None);
     let url = app.shopify.authorize_url(&shop, &state);
     let jar = jar.add(cookies::state(
@@ -46,6 +78,7 @@ async fn login(
 async fn callback(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
     let params: Vec<(String, String)> =
@@ -99,7 +132,12 @@ async fn callback(
 
     // The store is connected and the session set even if the shop data cannot be read now:
     // the merchant can still go on to connect Facebook.
-    match app.shopify.shop_data(&shop, &grant.access_token).await {
+    let data = app.shopify.shop_data(&shop, &grant.access_token).await;
+    if html::wants_html(&headers) {
+        let trouble = data.as_ref().err().map(ToString::to_string);
+        return Ok((jar, connected_page(&app, &shop, data.ok(), trouble)).into_response());
+    }
+    match data {
         Ok(data) => Ok((
             jar,
             Json(json!({
@@ -115,6 +153,44 @@ async fn callback(
         )
             .into_response()),
     }
+}
+
+/// What a browser sees once the store is connected: the next step, as a link.
+fn connected_page(
+    app: &AppState,
+    shop: &ShopDomain,
+    data: Option<Value>,
+    trouble: Option<String>,
+) -> Response {
+    let name = data
+        .as_ref()
+        .and_then(|d| d["data"]["shop"]["name"].as_str())
+        .map(|n| format!(" ({})", escape(n)))
+        .unwrap_or_default();
+    let mut body = format!(
+        "<p>Your store <strong>{}</strong>{name} is connected to salesbot. Its access token \
+         is stored encrypted and is never shown.</p>",
+        escape(shop.as_str())
+    );
+    if let Some(trouble) = trouble {
+        body.push_str(&format!(
+            "<p>Its data could not be read just now ({}); the connection stands.</p>",
+            escape(&trouble)
+        ));
+    }
+    // Beside the callback, wherever the app is mounted.
+    let next = app
+        .config
+        .facebook
+        .redirect_uri
+        .join("login")
+        .map_or_else(|_| "/facebook/login".to_string(), |url| url.to_string());
+    body.push_str(&format!(
+        "<p>Next, in this same browser and within the hour:</p>\n\
+         <p><a class=\"next\" id=\"next\" href=\"{}\">Connect your Facebook Pages</a></p>",
+        escape(&next)
+    ));
+    html::page(StatusCode::OK, "Shopify store connected", &body)
 }
 
 /// The merchant UUID of a shop: kept across re-installs (SPEC 8.10), created for a new shop.

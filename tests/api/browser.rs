@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use salesbot::demo::{self, DemoOptions};
+use salesbot::store::TokenKey;
+use secrecy::ExposeSecret;
 
 use crate::helpers::free_port;
 use serde_json::{Value, json};
@@ -83,8 +85,8 @@ async fn connect(webdriver: &str, profile: &Path) -> Client {
     }
 }
 
-/// Clicks the consent page's button and returns the JSON the app answered with.
-async fn approve(browser: &Client, expected_title: &str) -> Value {
+/// Clicks the consent page's button.
+async fn consent(browser: &Client, expected_title: &str) {
     let heading = browser
         .find(Locator::Css("h1"))
         .await
@@ -100,6 +102,29 @@ async fn approve(browser: &Client, expected_title: &str) -> Value {
         .click()
         .await
         .unwrap();
+}
+
+/// The text of the first `selector` once the page has one (after a redirect chain).
+async fn wait_for(browser: &Client, selector: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(selector)).await
+            && let Ok(text) = element.text().await
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {selector} after the redirect back: {:?}",
+            browser.current_url().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the consent page's button and returns the JSON the app answered with.
+async fn approve(browser: &Client, expected_title: &str) -> Value {
+    consent(browser, expected_title).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         // Chromium shows a JSON answer as text in the page body.
@@ -145,16 +170,32 @@ async fn a_merchant_connects_shopify_then_facebook_in_a_real_browser() {
     .await;
 
     async {
+        // Facebook first: the page says the store comes first.
+        browser
+            .goto(&format!("{base}/facebook/login"))
+            .await
+            .unwrap();
+        assert_eq!(
+            wait_for(&browser, "h1").await,
+            "Connect your Shopify store first"
+        );
+
         browser
             .goto(&format!("{base}/shopify/demo-store/login"))
             .await
             .unwrap();
-        let shop = approve(&browser, "Install app on demo-store").await;
-        let user = shop["user_uuid"].as_str().expect("user_uuid").to_string();
-        assert!(
-            shop.get("token_data")
-                .is_some_and(|t| t.get("access_token").is_none())
-        );
+        consent(&browser, "Install app on demo-store").await;
+        // A browser is shown a page with the next step, not the API's JSON.
+        assert_eq!(wait_for(&browser, "h1").await, "Shopify store connected");
+        let page = browser
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("demo-store.myshopify.com"), "{page}");
+        assert!(!page.contains("shpat"), "no token shown: {page}");
 
         let cookies = browser.get_all_cookies().await.unwrap();
         let session = cookies
@@ -178,14 +219,25 @@ async fn a_merchant_connects_shopify_then_facebook_in_a_real_browser() {
             "scripts cannot read it"
         );
 
+        // The merchant follows the page's link, as they would.
         browser
-            .goto(&format!("{base}/facebook/login"))
+            .find(Locator::Id("next"))
+            .await
+            .expect("a link to the next step")
+            .click()
             .await
             .unwrap();
         let pages = approve(&browser, "Allow salesbot to manage Demo Page").await;
+        let user = running
+            .state
+            .tokens
+            .get(&TokenKey::shop_uuid("demo-store_myshopify_com"))
+            .await
+            .unwrap()
+            .expect("the shop's merchant UUID is stored");
         assert_eq!(
             pages["user_uuid"],
-            user.as_str(),
+            user.expose_secret(),
             "one merchant across both flows"
         );
         let ids: Vec<&str> = pages["pages"]["data"]

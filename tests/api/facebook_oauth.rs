@@ -15,16 +15,23 @@ async fn detail(response: reqwest::Response, status: u16) -> String {
     body["detail"].as_str().unwrap().to_string()
 }
 
+/// The 400 of a login without a live session: what was wrong, then what to do first.
+fn shopify_first(why: &str) -> String {
+    format!(
+        "{why}: connect your Shopify store first (/shopify/{{shop_name}}/login), then open /facebook/login in the same browser"
+    )
+}
+
 #[tokio::test]
 async fn login_needs_a_live_session() {
     let (app, _stand_in) = spawn_with_stand_in(&[]).await;
     assert_eq!(
         detail(facebook_login(&app, None).await, 400).await,
-        "Missing session_id cookie"
+        shopify_first("Missing session_id cookie")
     );
     assert_eq!(
         detail(facebook_login(&app, Some("made-up")).await, 400).await,
-        "Invalid or expired session"
+        shopify_first("Invalid or expired session")
     );
     let old = app
         .state
@@ -38,7 +45,7 @@ async fn login_needs_a_live_session() {
             400
         )
         .await,
-        "Invalid or expired session"
+        shopify_first("Invalid or expired session")
     );
 }
 
@@ -171,7 +178,7 @@ async fn the_session_ends_with_the_facebook_callback() {
     assert_eq!(r.status(), 200);
     assert_eq!(
         detail(facebook_login(&app, Some(&connected.session)).await, 400).await,
-        "Invalid or expired session"
+        shopify_first("Invalid or expired session")
     );
 }
 

@@ -3,6 +3,7 @@
 
 mod binary;
 mod browser;
+mod browser_pages;
 mod demo;
 mod facebook_oauth;
 mod flow;
