@@ -128,8 +128,18 @@ pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
     let demo = start(&options).await?;
     let result = story::tell(&demo.state, &demo.sandbox, demo.addr, &options.data_dir).await;
     if result.is_ok() && !options.once {
-        println!("\nThe server and the sandbox keep running. Try the flow yourself in a browser:");
-        println!("  http://{}/shopify/demo-store/login", demo.addr);
+        println!(
+            "\nThe server and the sandbox keep running. Try the flow yourself in a browser, in order:"
+        );
+        println!(
+            "  1. http://{}/shopify/demo-store/login   connect the shop",
+            demo.addr
+        );
+        println!(
+            "  2. http://{}/facebook/login             then the pages, in the same browser",
+            demo.addr
+        );
+        println!("     (the page step 1 ends on links to step 2)");
         println!("Press Ctrl-C to stop.");
         crate::app::shutdown_signal().await;
     }

@@ -17,6 +17,8 @@ pub struct Summary {
     pub user_uuid: String,
     pub pages: Vec<String>,
     pub files: Vec<PathBuf>,
+    /// Messages the self-test polls of step 2 stored.
+    pub fetched_at_connect: usize,
     pub backfilled: usize,
 }
 
@@ -106,7 +108,14 @@ pub async fn tell(
     let (ok_w, all_w) = checks("webhook_test");
     let (ok_p, all_p) = checks("polling_test");
     println!(
-        "   ✓ Self-tests: {ok_w}/{all_w} webhook deliveries and {ok_p}/{all_p} polls succeeded.\n"
+        "   ✓ Self-tests: {ok_w}/{all_w} webhook deliveries and {ok_p}/{all_p} polls succeeded."
+    );
+    let (conversations, events) = history(data_dir);
+    summary.fetched_at_connect = events;
+    println!(
+        "   ✓ The self-test polls already fetched the pages' history: {} in {}.\n",
+        plural(events, "message"),
+        plural(conversations, "conversation")
     );
 
     let page_id = summary.pages.first().cloned().ok_or(DemoError::Step {
@@ -125,9 +134,9 @@ pub async fn tell(
     deliver(&http, &webhook, &message).await?;
     let file = data_dir.join(format!("facebook/{page_id}/conversations/{customer}.json"));
     println!(
-        "   ✓ Stored in {} ({} event)\n",
+        "   ✓ Stored in {} ({})\n",
         file.display(),
-        count(&file)
+        plural(count(&file), "event")
     );
 
     println!("4. The page answers; Meta sends the reply back as an echo.");
@@ -137,8 +146,8 @@ pub async fn tell(
     deliver(&http, &webhook, &echo).await?;
     deliver(&http, &webhook, &echo).await?;
     println!(
-        "   ✓ Same file, now {} events: the reply sits in the customer's history (delivered twice, stored once).\n",
-        count(&file)
+        "   ✓ Same file, now {}: the reply sits in the customer's history (delivered twice, stored once).\n",
+        plural(count(&file), "event")
     );
 
     println!("5. The merchant renames the page to \"Demo Page – Summer Sale\".");
@@ -173,17 +182,21 @@ pub async fn tell(
     );
     println!("   delivering. Nothing of it reached the webhook.");
     let missed = missed_while_down(sandbox, &page_id);
-    println!("   ({missed} messages are waiting at Meta.)\n");
+    println!("   ({} waiting at Meta.)\n", plural(missed, "message"));
 
-    println!("7. The nightly poll runs now and fills in the history the webhook never saw.");
+    println!("7. The nightly poll runs now and fills in what the webhook never saw since step 2's");
+    println!("   self-test poll: it stops paging where that poll left off.");
     let outcome = app.poller.poll_once().await.map_err(step("poll"))?;
     for page in &outcome.pages {
         match &page.result {
             Ok(r) => {
                 summary.backfilled += r.new_messages;
                 println!(
-                    "   ✓ Page {}: {} conversations, {} older messages added, {} Graph calls",
-                    page.page, r.conversations, r.new_messages, r.graph_calls
+                    "   ✓ Page {}: {} read, {} added, {}",
+                    page.page,
+                    plural(r.conversations, "conversation"),
+                    plural(r.new_messages, "missed message"),
+                    plural(r.graph_calls, "Graph call")
                 );
             }
             Err(f) => println!("   ✗ Page {}: {}", page.page, f.reason),
@@ -196,7 +209,9 @@ pub async fn tell(
     for path in &summary.files {
         let shown = path.strip_prefix(data_dir).unwrap_or(path).display();
         match read_json(path) {
-            Some(Value::Array(events)) => println!("   {shown}  ({} events)", events.len()),
+            Some(Value::Array(events)) => {
+                println!("   {shown}  ({})", plural(events.len(), "event"))
+            }
             Some(_) => println!("   {shown}"),
             None => println!("   {shown}  (unreadable!)"),
         }
@@ -216,6 +231,24 @@ async fn deliver(http: &reqwest::Client, url: &str, payload: &Value) -> Result<(
             reason,
         }),
     }
+}
+
+/// `1 event`, `2 events`.
+fn plural(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+/// Conversation files under `data_dir/facebook` and the events they hold.
+fn history(data_dir: &Path) -> (usize, usize) {
+    files(&data_dir.join("facebook"))
+        .iter()
+        .filter(|path| path.parent().is_some_and(|p| p.ends_with("conversations")))
+        .fold((0, 0), |(files, events), path| {
+            (files + 1, events + count(path))
+        })
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -275,4 +308,16 @@ fn missed_while_down(sandbox: &Sandbox, page_id: &str) -> usize {
         .map(|c| c.messages.len())
         .sum::<usize>()
         - before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(plural(1, "event"), "1 event");
+        assert_eq!(plural(0, "event"), "0 events");
+        assert_eq!(plural(2, "missed message"), "2 missed messages");
+    }
 }

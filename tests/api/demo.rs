@@ -49,6 +49,24 @@ async fn the_story_runs_and_every_listed_file_parses() {
         2,
         "the customer's message and the page's reply, once each"
     );
+    // What the story says it stored adds up to what the files hold: the self-test polls of
+    // step 2, the two webhook events, the nightly poll's backfill.
+    let in_files: usize = summary
+        .files
+        .iter()
+        .filter(|f| f.parent().unwrap().ends_with("conversations"))
+        .map(|f| {
+            serde_json::from_slice::<Vec<Value>>(&std::fs::read(f).unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(summary.fetched_at_connect > 0);
+    assert_eq!(
+        summary.fetched_at_connect + 2 + summary.backfilled,
+        in_files,
+        "{summary:?}"
+    );
 
     // A second run starts afresh in its own folder.
     let again = demo::run(DemoOptions {
