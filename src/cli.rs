@@ -41,8 +41,8 @@ pub enum Command {
         /// Exit after the story instead of serving for a try by hand.
         #[arg(long)]
         once: bool,
-        /// Port of the demo server (its OAuth redirect URIs use it).
-        #[arg(long, default_value_t = 5000)]
+        /// Port of the demo server (its OAuth redirect URIs use it, so it cannot be 0).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// Folder for the demo's databases and files; wiped at each start (only if the demo made it).
         #[arg(long, default_value = "./demo-data")]

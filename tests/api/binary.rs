@@ -25,6 +25,19 @@ fn help_describes_every_subcommand() {
 }
 
 #[test]
+fn the_demo_refuses_port_0_which_its_redirect_uris_cannot_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = salesbot(dir.path())
+        .args(["demo", "--once", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert!(text.contains("'--port <PORT>'"), "{text}");
+    assert!(!dir.path().join("demo-data").exists(), "nothing started");
+}
+
+#[test]
 fn a_bare_environment_names_every_missing_variable_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = salesbot(dir.path()).output().unwrap();
