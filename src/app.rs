@@ -15,12 +15,13 @@ use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
 use crate::facebook::poll::{PollSettings, Poller};
 use crate::facebook::webhook::MetadataRefresher;
-use crate::http::{self, AppState, Edge, Services};
+use crate::http::{self, Edge};
 use crate::oauth_state::StateSigner;
 use crate::outbound;
 use crate::scheduler;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
+use crate::state::{AppState, Services};
 use crate::store::cipher::Cipher;
 use crate::store::poll_state::PollStateStore;
 use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
@@ -121,7 +122,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
-            service: http::service(state.clone()),
+            service: routes(state.clone()),
             state,
         })
     }
@@ -184,6 +185,17 @@ impl Application {
         tracing::info!("salesbot stopped");
         Ok(())
     }
+}
+
+/// Every route, behind the edge (request id, timeout, access log). Assembled here, where the
+/// application is built, so that `http` (the edge) knows no feature module.
+pub fn routes(state: AppState) -> Edge<Router> {
+    let routes = Router::new()
+        .merge(crate::health::router())
+        .merge(crate::shopify::oauth::router())
+        .merge(crate::facebook::oauth::router())
+        .merge(crate::facebook::webhook::router());
+    Edge::new(routes.fallback(http::not_found).with_state(state))
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).

@@ -6,7 +6,10 @@
 //! - [`cli`]: the `serve` / `poll` / `demo` subcommands.
 //! - [`demo`]: `salesbot demo`, the whole story against the sandbox.
 //! - [`app`]: builds the server (state, routes, edge) and runs it until shutdown.
-//! - [`http`]: the HTTP edge: routes, the error type that becomes `{"detail": ...}`.
+//! - [`state`]: what every handler shares (stores, provider clients, workers).
+//! - [`http`]: the HTTP edge (request id, timeout, access log), the error type that becomes
+//!   `{"detail": ...}`, cookies, plain HTML pages; it knows no feature module.
+//! - [`health`]: `GET /` and `GET /healthz`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
 //! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).
 //! - [`shopify`]: the Shopify OAuth flow, Admin API client and stored credentials.
@@ -26,11 +29,13 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod facebook;
+pub mod health;
 pub mod http;
 pub mod oauth_state;
 pub mod outbound;
 pub mod sandbox;
 pub mod scheduler;
 pub mod shopify;
+pub mod state;
 pub mod store;
 pub mod telemetry;

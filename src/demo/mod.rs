@@ -77,7 +77,7 @@ pub fn world() -> World {
 pub struct RunningDemo {
     pub addr: SocketAddr,
     pub sandbox: Sandbox,
-    pub state: crate::http::AppState,
+    pub state: crate::state::AppState,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), StartError>>,
 }

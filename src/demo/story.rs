@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::browser::Browser;
 use super::{DemoError, app_secret, base};
-use crate::http::AppState;
 use crate::sandbox::{Sandbox, deliver_webhook};
+use crate::state::AppState;
 
 /// What the story left behind, for a caller (or a test) to check.
 #[derive(Debug, Default)]

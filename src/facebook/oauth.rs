@@ -21,7 +21,8 @@ use super::self_test;
 use super::subscription;
 use crate::domain::PageId;
 use crate::http::html::{self, escape};
-use crate::http::{ApiError, AppState, cookies, state_check};
+use crate::http::{ApiError, cookies, state_check};
+use crate::state::AppState;
 use crate::store::{TokenKey, TokenKind};
 
 /// What the app asks the merchant for.
@@ -120,7 +121,13 @@ async fn callback(
         param("code").ok_or_else(|| ApiError::BadRequest("Missing code parameter".into()))?;
     let state =
         param("state").ok_or_else(|| ApiError::BadRequest("Missing state parameter".into()))?;
-    let verified = state_check::accept(&app, state, &jar, cookies::FACEBOOK_STATE).await?;
+    let verified = state_check::accept(
+        (&app.states, &app.sessions),
+        state,
+        &jar,
+        cookies::FACEBOOK_STATE,
+    )
+    .await?;
     let user = verified
         .user
         .ok_or_else(|| ApiError::BadRequest("Invalid UUID in state token".into()))?;

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::metadata;
 use super::webhook::{SELF_TEST_SENDER, signature};
 use crate::domain::PageId;
-use crate::http::AppState;
 use crate::outbound;
+use crate::state::AppState;
 
 fn result(page: &PageId, kind: &str, outcome: Result<(), String>) -> Value {
     let result = match outcome {

@@ -79,6 +79,6 @@ pub fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-pub(super) async fn not_found() -> ApiError {
+pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }

@@ -1,83 +1,12 @@
-//! The HTTP side: one router, one state, and the edge every request passes through.
+//! The HTTP edge every request passes through (request id, timeout, access log), the error
+//! type that becomes `{"detail": ...}`, cookies, plain HTML pages and the OAuth state check.
+//! It knows no feature: the routes are assembled in `app`, the state they share is `state`.
 
 pub mod cookies;
 mod edge;
 mod error;
-mod health;
 pub mod html;
 pub mod state_check;
 
-use std::sync::Arc;
-
-use axum::Router;
-
-use crate::config::Config;
-use crate::facebook::graph::GraphClient;
-use crate::facebook::pages::PageDirectory;
-use crate::facebook::poll::Poller;
-use crate::facebook::webhook::MetadataRefresher;
-use crate::oauth_state::StateSigner;
-use crate::shopify::admin::ShopifyClient;
-use crate::shopify::credentials::ShopifyTokens;
-use crate::store::{FileStore, SessionStore, TokenStore};
-
 pub use edge::Edge;
-pub use error::{ApiError, chain as error_chain};
-
-/// What every handler may use: one shared [`Services`]. axum clones the state for every
-/// request, so it is a single reference count (cloning a dozen shared fields from both cores
-/// cost about a tenth of the webhook's CPU; BENCHMARKS.md).
-#[derive(Debug, Clone)]
-pub struct AppState(Arc<Services>);
-
-impl AppState {
-    pub fn new(services: Services) -> AppState {
-        AppState(Arc::new(services))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// The stores, clients and workers the handlers share.
-#[derive(Debug)]
-pub struct Services {
-    pub config: Arc<Config>,
-    pub tokens: TokenStore,
-    pub sessions: SessionStore,
-    pub files: FileStore,
-    pub states: StateSigner,
-    /// The one client for every outbound call (see `outbound`).
-    pub http: reqwest::Client,
-    pub graph: GraphClient,
-    pub shopify: ShopifyClient,
-    pub shopify_tokens: ShopifyTokens,
-    pub pages: PageDirectory,
-    pub refresher: MetadataRefresher,
-    pub poller: Poller,
-    /// Work that outlives a request (metadata refreshes); awaited at shutdown.
-    pub background: tokio_util::task::TaskTracker,
-}
-
-impl Services {
-    /// Cookies carry `Secure` when the app is reached over https (its redirect URIs say so).
-    pub fn cookies_secure(&self) -> bool {
-        self.config.shopify.redirect_uri.scheme() == "https"
-            || self.config.facebook.redirect_uri.scheme() == "https"
-    }
-}
-
-/// All routes behind the edge (request id, timeout, access log); `app::Application` serves it.
-pub fn service(state: AppState) -> Edge<Router> {
-    let routes = Router::new()
-        .merge(health::router())
-        .merge(crate::shopify::oauth::router())
-        .merge(crate::facebook::oauth::router())
-        .merge(crate::facebook::webhook::router());
-    Edge::new(routes.fallback(error::not_found).with_state(state))
-}
+pub use error::{ApiError, chain as error_chain, not_found};

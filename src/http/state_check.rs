@@ -3,23 +3,20 @@
 
 use axum_extra::extract::CookieJar;
 
-use super::{ApiError, AppState};
-use crate::oauth_state::{StateError, VerifiedState, check_bound};
+use super::ApiError;
+use crate::oauth_state::{StateError, StateSigner, VerifiedState, check_bound};
+use crate::store::SessionStore;
 
 pub async fn accept(
-    app: &AppState,
+    (signer, sessions): (&StateSigner, &SessionStore),
     state: &str,
     jar: &CookieJar,
     cookie: &'static str,
 ) -> Result<VerifiedState, ApiError> {
     let refuse = |err: StateError| ApiError::BadRequest(err.to_string());
-    let verified = app.states.verify(state).map_err(refuse)?;
+    let verified = signer.verify(state).map_err(refuse)?;
     check_bound(state, jar.get(cookie).map(|c| c.value())).map_err(refuse)?;
-    if !app
-        .sessions
-        .spend_state(state, verified.expires_at())
-        .await?
-    {
+    if !sessions.spend_state(state, verified.expires_at()).await? {
         return Err(refuse(StateError::Replayed));
     }
     Ok(verified)

@@ -20,7 +20,8 @@ use uuid::Uuid;
 use super::ShopDomain;
 use super::signature;
 use crate::http::html::{self, escape};
-use crate::http::{ApiError, AppState, cookies, state_check};
+use crate::http::{ApiError, cookies, state_check};
+use crate::state::AppState;
 use crate::store::{TokenKey, TokenKind, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -111,7 +112,13 @@ async fn callback(
     signature::verify(&params, &app.config.shopify.api_secret, unix_now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let shop = ShopDomain::parse(shop).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    state_check::accept(&app, state, &jar, cookies::SHOPIFY_STATE).await?;
+    state_check::accept(
+        (&app.states, &app.sessions),
+        state,
+        &jar,
+        cookies::SHOPIFY_STATE,
+    )
+    .await?;
     tracing::Span::current().record("shop", shop.as_str());
 
     let grant = app

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use salesbot::app::Application;
 use salesbot::config::Config;
-use salesbot::http::AppState;
+use salesbot::state::AppState;
 use tokio::sync::oneshot;
 
 use crate::stand_in::StandIn;

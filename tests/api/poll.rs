@@ -6,9 +6,9 @@ use std::time::Duration;
 use salesbot::config::Config;
 use salesbot::domain::{PageId, SenderId};
 use salesbot::facebook::poll::{PollSettings, Poller};
-use salesbot::http::AppState;
 use salesbot::sandbox::world::{Fault, Page};
 use salesbot::sandbox::{Sandbox, World};
+use salesbot::state::AppState;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

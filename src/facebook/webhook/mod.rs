@@ -23,7 +23,8 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
+use crate::state::AppState;
 use crate::store::FileStore;
 
 pub use ingest::SELF_TEST_SENDER;

@@ -6,10 +6,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::error::chain;
+use crate::http::error_chain as chain;
+use crate::state::AppState;
 
-pub(super) fn router() -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(root))
         .route("/healthz", get(healthz))
