@@ -23,7 +23,7 @@ use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::state::{AppState, Services};
 use crate::store::cipher::Cipher;
-use crate::store::poll_state::PollStateStore;
+use crate::store::local::SqlitePollState;
 use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
 
 /// How long shutdown waits for background work once requests are done.
@@ -56,7 +56,7 @@ pub fn build_state(config: Config) -> Result<AppState, StoreError> {
 
 fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
     let cipher = Cipher::new(&config.storage.encryption_key);
-    let tokens = TokenStore::open(&config.storage.token_db_path, cipher.clone())?;
+    let tokens = TokenStore::open_sqlite(&config.storage.token_db_path, cipher.clone())?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook);
@@ -66,13 +66,13 @@ fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
         graph.clone(),
         files.clone(),
         tokens.clone(),
-        PollStateStore::open(&config.storage.token_db_path)?,
+        Arc::new(SqlitePollState::open(&config.storage.token_db_path)?),
         PollSettings::from_config(&config.poll),
         config.storage.token_db_path.with_extension("poll.lock"),
     );
     Ok(AppState::new(Services {
         poller,
-        sessions: SessionStore::open(&config.storage.session_db_path, cipher)?,
+        sessions: SessionStore::open_sqlite(&config.storage.session_db_path, cipher)?,
         refresher: MetadataRefresher::new(
             graph.clone(),
             files.clone(),

@@ -1,21 +1,26 @@
-//! Everything salesbot keeps on disk, behind types that hide tables and paths from callers.
+//! Everything salesbot keeps, behind types that hide tables and paths from callers.
+//!
+//! Each store is a trait with one implementation per backend, chosen once at start-up; what
+//! both backends share (sealing, hashing) is done here, above the trait.
 //!
 //! - [`cipher`]: where a token is encrypted (ChaCha20-Poly1305, row key as associated data).
-//! - [`tokens`]: `tokens.db`, the encrypted key/value store of tokens and UUIDs.
-//! - [`sessions`]: `sessions.db`, browser sessions (hashed ids) and spent OAuth states.
-//! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks (in `tokens.db`).
+//! - [`tokens`]: the encrypted key/value store of tokens and UUIDs.
+//! - [`sessions`]: browser sessions (hashed ids) and spent OAuth states.
+//! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks.
+//! - [`local`]: the embedded backend: `tokens.db` and `sessions.db` (SQLite).
 //! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads.
 
 pub mod cipher;
 mod error;
 pub mod files;
+pub mod local;
 pub mod poll_state;
 pub mod sessions;
-mod sqlite;
 pub mod tokens;
 
 pub use error::StoreError;
 pub use files::{FileStore, MessagingEvent};
+pub use poll_state::PollStateStore;
 pub use sessions::SessionStore;
 pub use tokens::{TokenKey, TokenKind, TokenStore};
 

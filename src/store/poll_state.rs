@@ -1,89 +1,22 @@
-//! What the poll remembers per page, in `tokens.db` beside the tokens (plain columns: nothing
-//! here is secret): when its last successful poll started (the checkpoint that makes later
-//! polls incremental) and, when Meta refused its token, why it needs re-authorisation.
+//! What the poll remembers per page, whichever backend holds it (plain values: nothing here is
+//! secret): when its last successful poll started (the checkpoint that makes later polls
+//! incremental) and, when Meta refused its token, why it needs re-authorisation.
 
-use std::path::Path;
-
-use rusqlite::{OptionalExtension, params};
+use std::sync::Arc;
 
 use super::StoreError;
-use super::sqlite::Db;
 use crate::domain::PageId;
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS poll_pages (
-    page_id TEXT PRIMARY KEY,
-    last_success INTEGER,
-    reauth_reason TEXT
-);";
+/// The poll's memory, shared by every process (and replica) that polls.
+pub type PollStateStore = Arc<dyn PollState>;
 
-#[derive(Debug, Clone)]
-pub struct PollStateStore {
-    db: Db,
-}
-
-impl PollStateStore {
-    pub fn open(path: &Path) -> Result<PollStateStore, StoreError> {
-        Ok(PollStateStore {
-            db: Db::open(path, SCHEMA)?,
-        })
-    }
-
+#[async_trait::async_trait]
+pub trait PollState: Send + Sync + std::fmt::Debug {
     /// Unix seconds at which the last successful poll of `page` started.
-    pub async fn last_success(&self, page: &PageId) -> Result<Option<i64>, StoreError> {
-        let page = page.to_string();
-        self.db
-            .call(move |conn| {
-                let value: Option<Option<i64>> = conn
-                    .query_row(
-                        "SELECT last_success FROM poll_pages WHERE page_id = ?1",
-                        [page],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                Ok(value.flatten())
-            })
-            .await
-    }
-
+    async fn last_success(&self, page: &PageId) -> Result<Option<i64>, StoreError>;
     /// A successful poll that started at `started_at`; clears any re-authorisation mark.
-    pub async fn record_success(&self, page: &PageId, started_at: i64) -> Result<(), StoreError> {
-        let page = page.to_string();
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES (?1, ?2, NULL)
-                     ON CONFLICT(page_id) DO UPDATE SET last_success = excluded.last_success, reauth_reason = NULL",
-                    params![page, started_at],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    pub async fn mark_needs_reauth(&self, page: &PageId, reason: &str) -> Result<(), StoreError> {
-        let (page, reason) = (page.to_string(), reason.to_string());
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "INSERT INTO poll_pages (page_id, reauth_reason) VALUES (?1, ?2)
-                     ON CONFLICT(page_id) DO UPDATE SET reauth_reason = excluded.reauth_reason",
-                    params![page, reason],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Pages waiting for their merchant to connect them again, with the reason.
-    pub async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.db
-            .call(|conn| {
-                let mut stmt = conn.prepare(
-                    "SELECT page_id, reauth_reason FROM poll_pages WHERE reauth_reason IS NOT NULL ORDER BY page_id",
-                )?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-                Ok(rows)
-            })
-            .await
-    }
+    async fn record_success(&self, page: &PageId, started_at: i64) -> Result<(), StoreError>;
+    async fn mark_needs_reauth(&self, page: &PageId, reason: &str) -> Result<(), StoreError>;
+    /// Pages waiting for their merchant to connect them again, with the reason, by page id.
+    async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError>;
 }

@@ -1,41 +1,28 @@
-//! `sessions.db`: browser sessions and spent OAuth states.
+//! Browser sessions and spent OAuth states, whichever backend holds them.
 //!
 //! A session id is 32 random bytes (URL-safe base64) handed to the browser; only its SHA-256
 //! is stored, so a copy of the database cannot be replayed as cookies. The merchant UUID it
-//! points at is sealed like a token. Sessions live 3600 s and are purged lazily.
+//! points at is sealed like a token. Sessions live 3600 s and are purged lazily. Hashing and
+//! sealing happen here; a backend ([`SessionRows`]) sees only digests and sealed text.
 //!
 //! Spent states: the digest of every OAuth `state` already used, kept until it would have
-//! expired anyway, so a state works once (SPEC 8.9) even across restarts and processes.
+//! expired anyway, so a state works once (SPEC 8.9) even across restarts, processes and
+//! replicas.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rusqlite::{OptionalExtension, params};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::cipher::Cipher;
-use super::sqlite::Db;
 use super::{StoreError, unix_now};
 
 /// How long a browser session lasts, server-side and in the cookie's `Max-Age`.
 pub const SESSION_TTL_SECS: i64 = 3600;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash TEXT PRIMARY KEY,
-    uuid TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_created_at ON sessions (created_at);
-CREATE TABLE IF NOT EXISTS spent_states (
-    digest TEXT PRIMARY KEY,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS spent_states_expires_at ON spent_states (expires_at);
-";
 
 /// The cookie value of a session. Secret: it is the browser's credential.
 #[derive(Debug)]
@@ -53,18 +40,47 @@ impl SessionId {
     }
 }
 
+/// Where sessions and spent states live: `sessions.db` ([`super::local`]) or PostgreSQL.
+#[async_trait::async_trait]
+pub trait SessionRows: Send + Sync + std::fmt::Debug {
+    /// Adds a session, in the same transaction dropping those created at or before `stale`.
+    async fn insert(
+        &self,
+        id_hash: String,
+        sealed_uuid: String,
+        created_at: i64,
+        stale: i64,
+    ) -> Result<(), StoreError>;
+    /// The sealed UUID of a session created after `stale`; an older one is deleted.
+    async fn live(&self, id_hash: String, stale: i64) -> Result<Option<String>, StoreError>;
+    /// True when the session existed.
+    async fn delete(&self, id_hash: String) -> Result<bool, StoreError>;
+    /// Drops every session created at or before `stale`; how many.
+    async fn purge(&self, stale: i64) -> Result<usize, StoreError>;
+    /// Records a spent state (dropping records that expired before `now`): true the first
+    /// time, false for a replay, atomically across every process sharing the backend.
+    async fn spend(&self, digest: String, expires_at: i64, now: i64) -> Result<bool, StoreError>;
+    /// True when the backend answers; for `/healthz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionStore {
-    db: Db,
+    rows: Arc<dyn SessionRows>,
     cipher: Cipher,
 }
 
 impl SessionStore {
-    pub fn open(path: &Path, cipher: Cipher) -> Result<SessionStore, StoreError> {
-        Ok(SessionStore {
-            db: Db::open(path, SCHEMA)?,
+    pub fn new(rows: Arc<dyn SessionRows>, cipher: Cipher) -> SessionStore {
+        SessionStore { rows, cipher }
+    }
+
+    /// The embedded backend: `sessions.db` at `path`.
+    pub fn open_sqlite(path: &Path, cipher: Cipher) -> Result<SessionStore, StoreError> {
+        Ok(SessionStore::new(
+            Arc::new(super::local::SqliteSessions::open(path)?),
             cipher,
-        })
+        ))
     }
 
     /// Starts a session for `user`, purging expired ones on the way.
@@ -78,20 +94,8 @@ impl SessionStore {
         let sealed = self
             .cipher
             .seal(aad(&hash).as_bytes(), user.to_string().as_bytes());
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                tx.execute(
-                    "DELETE FROM sessions WHERE created_at <= ?1",
-                    [now - SESSION_TTL_SECS],
-                )?;
-                tx.execute(
-                    "INSERT INTO sessions (id_hash, uuid, created_at) VALUES (?1, ?2, ?3)",
-                    params![hash, sealed, now],
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
+        self.rows
+            .insert(hash, sealed, now, now - SESSION_TTL_SECS)
             .await?;
         Ok(id)
     }
@@ -107,27 +111,9 @@ impl SessionStore {
         now: i64,
     ) -> Result<Option<Uuid>, StoreError> {
         let hash = hash(cookie_value);
-        let key = hash.clone();
-        let row: Option<String> = self
-            .db
-            .call(move |conn| {
-                let row: Option<(String, i64)> = conn
-                    .query_row(
-                        "SELECT uuid, created_at FROM sessions WHERE id_hash = ?1",
-                        [&key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                match row {
-                    Some((_, created)) if created + SESSION_TTL_SECS <= now => {
-                        conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [&key])?;
-                        Ok(None)
-                    }
-                    other => Ok(other.map(|(sealed, _)| sealed)),
-                }
-            })
-            .await?;
-        let Some(sealed) = row else { return Ok(None) };
+        let Some(sealed) = self.rows.live(hash.clone(), now - SESSION_TTL_SECS).await? else {
+            return Ok(None);
+        };
         let undecryptable = || StoreError::Undecryptable {
             key: format!("session {}", &hash[..12]),
         };
@@ -141,24 +127,12 @@ impl SessionStore {
 
     /// Ends a session; true when it existed.
     pub async fn end(&self, cookie_value: &str) -> Result<bool, StoreError> {
-        let hash = hash(cookie_value);
-        self.db
-            .call(move |conn| {
-                Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [hash])? > 0)
-            })
-            .await
+        self.rows.delete(hash(cookie_value)).await
     }
 
     /// Removes every session older than the TTL; returns how many.
     pub async fn purge_expired_at(&self, now: i64) -> Result<usize, StoreError> {
-        self.db
-            .call(move |conn| {
-                Ok(conn.execute(
-                    "DELETE FROM sessions WHERE created_at <= ?1",
-                    [now - SESSION_TTL_SECS],
-                )?)
-            })
-            .await
+        self.rows.purge(now - SESSION_TTL_SECS).await
     }
 
     /// Records `state` as used. True the first time, false for a replay. `expires_at` is when
@@ -173,26 +147,12 @@ impl SessionStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let digest = hash(state);
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                tx.execute("DELETE FROM spent_states WHERE expires_at < ?1", [now])?;
-                let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO spent_states (digest, expires_at) VALUES (?1, ?2)",
-                    params![digest, expires_at],
-                )?;
-                tx.commit()?;
-                Ok(inserted == 1)
-            })
-            .await
+        self.rows.spend(hash(state), expires_at, now).await
     }
 
-    /// True when the database answers; for `/healthz`.
+    /// True when the backend answers; for `/healthz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.rows.ping().await
     }
 }
 

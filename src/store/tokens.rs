@@ -1,23 +1,17 @@
-//! `tokens.db`: the encrypted key/value store of access tokens and user UUIDs.
+//! The encrypted key/value store of access tokens and user UUIDs, whichever backend holds it.
 //!
-//! Table `tokens(key, value, type)` as in the original; `value` is sealed by [`Cipher`] with
-//! the row key as associated data. Callers name rows through [`TokenKey`], never by hand.
+//! Rows are `(key, value, type)` as in the original's table; `value` is sealed here, by
+//! [`Cipher`] with the row key as associated data, so a backend ([`TokenRows`]) only ever sees
+//! sealed text. Callers name rows through [`TokenKey`], never by hand.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::StoreError;
 use super::cipher::Cipher;
-use super::sqlite::Db;
 use crate::domain::PageId;
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tokens (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    type TEXT NOT NULL
-);";
 
 /// The `type` column: what kind of secret a row holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +21,7 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Token => "token",
             TokenKind::Uuid => "uuid",
@@ -37,7 +31,7 @@ impl TokenKind {
 
 /// The name of a row. Constructors build the original's key names from validated parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TokenKey(String);
+pub struct TokenKey(pub(super) String);
 
 impl TokenKey {
     /// `FACEBOOK_ACCESS_TOKEN_{page_id}`: a page's access token.
@@ -75,18 +69,39 @@ impl TokenKey {
     }
 }
 
+/// Where sealed rows live: `tokens.db` ([`super::local`]) or PostgreSQL. Values arrive sealed.
+#[async_trait::async_trait]
+pub trait TokenRows: Send + Sync + std::fmt::Debug {
+    /// Inserts or replaces row `key`.
+    async fn upsert(&self, key: String, sealed: String, kind: TokenKind) -> Result<(), StoreError>;
+    async fn sealed(&self, key: String) -> Result<Option<String>, StoreError>;
+    /// True when the row existed.
+    async fn delete(&self, key: String) -> Result<bool, StoreError>;
+    /// `(key, sealed value)` of every row of `kind`, ordered by key.
+    async fn all_of_kind(&self, kind: TokenKind) -> Result<Vec<(String, String)>, StoreError>;
+    /// The keys of every row of `kind`, ordered.
+    async fn keys_of_kind(&self, kind: TokenKind) -> Result<Vec<String>, StoreError>;
+    /// True when the backend answers; for `/healthz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenStore {
-    db: Db,
+    rows: Arc<dyn TokenRows>,
     cipher: Cipher,
 }
 
 impl TokenStore {
-    pub fn open(path: &Path, cipher: Cipher) -> Result<TokenStore, StoreError> {
-        Ok(TokenStore {
-            db: Db::open(path, SCHEMA)?,
+    pub fn new(rows: Arc<dyn TokenRows>, cipher: Cipher) -> TokenStore {
+        TokenStore { rows, cipher }
+    }
+
+    /// The embedded backend: `tokens.db` at `path`.
+    pub fn open_sqlite(path: &Path, cipher: Cipher) -> Result<TokenStore, StoreError> {
+        Ok(TokenStore::new(
+            Arc::new(super::local::SqliteTokens::open(path)?),
             cipher,
-        })
+        ))
     }
 
     /// Inserts or replaces the row `key`.
@@ -99,32 +114,12 @@ impl TokenStore {
         let sealed = self
             .cipher
             .seal(key.0.as_bytes(), value.expose_secret().as_bytes());
-        let key = key.0.clone();
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "INSERT INTO tokens (key, value, type) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, type = excluded.type",
-                    params![key, sealed, kind.as_str()],
-                )?;
-                Ok(())
-            })
-            .await
+        self.rows.upsert(key.0.clone(), sealed, kind).await
     }
 
     /// The value of row `key`, or `None` when there is no such row.
     pub async fn get(&self, key: &TokenKey) -> Result<Option<SecretString>, StoreError> {
-        let name = key.0.clone();
-        let sealed: Option<String> = self
-            .db
-            .call(move |conn| {
-                Ok(conn
-                    .query_row("SELECT value FROM tokens WHERE key = ?1", [name], |row| {
-                        row.get(0)
-                    })
-                    .optional()?)
-            })
-            .await?;
+        let sealed = self.rows.sealed(key.0.clone()).await?;
         sealed
             .map(|sealed| self.unseal(&key.0, &sealed))
             .transpose()
@@ -132,10 +127,7 @@ impl TokenStore {
 
     /// Removes row `key`; true when it existed.
     pub async fn delete(&self, key: &TokenKey) -> Result<bool, StoreError> {
-        let key = key.0.clone();
-        self.db
-            .call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE key = ?1", [key])? > 0))
-            .await
+        self.rows.delete(key.0.clone()).await
     }
 
     /// Every row of `kind`, ordered by key.
@@ -143,17 +135,7 @@ impl TokenStore {
         &self,
         kind: TokenKind,
     ) -> Result<Vec<(TokenKey, SecretString)>, StoreError> {
-        let rows: Vec<(String, String)> = self
-            .db
-            .call(move |conn| {
-                let mut stmt =
-                    conn.prepare("SELECT key, value FROM tokens WHERE type = ?1 ORDER BY key")?;
-                let rows = stmt
-                    .query_map([kind.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                Ok(rows)
-            })
-            .await?;
+        let rows = self.rows.all_of_kind(kind).await?;
         rows.into_iter()
             .map(|(key, sealed)| Ok((TokenKey(key.clone()), self.unseal(&key, &sealed)?)))
             .collect()
@@ -161,24 +143,13 @@ impl TokenStore {
 
     /// The names of every row of `kind`, ordered, without opening any value.
     pub async fn keys_of_kind(&self, kind: TokenKind) -> Result<Vec<TokenKey>, StoreError> {
-        self.db
-            .call(move |conn| {
-                let mut stmt =
-                    conn.prepare("SELECT key FROM tokens WHERE type = ?1 ORDER BY key")?;
-                let keys = stmt
-                    .query_map([kind.as_str()], |row| row.get::<_, String>(0))?
-                    .map(|key| key.map(TokenKey))
-                    .collect::<Result<_, _>>()?;
-                Ok(keys)
-            })
-            .await
+        let keys = self.rows.keys_of_kind(kind).await?;
+        Ok(keys.into_iter().map(TokenKey).collect())
     }
 
-    /// True when the database answers; for `/healthz`.
+    /// True when the backend answers; for `/healthz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.rows.ping().await
     }
 
     fn unseal(&self, key: &str, sealed: &str) -> Result<SecretString, StoreError> {

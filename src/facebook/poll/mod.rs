@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::config::PollConfig;
 use crate::domain::PageId;
 use crate::facebook::graph::GraphClient;
-use crate::store::poll_state::PollStateStore;
+use crate::store::PollStateStore;
 use crate::store::{FileStore, StoreError, TokenKind, TokenStore, unix_now};
 pub use page::{CONVERSATION_FIELDS, PageReport};
 

@@ -3,7 +3,7 @@ use secrecy::SecretBox;
 use super::*;
 
 fn open(dir: &tempfile::TempDir) -> SessionStore {
-    SessionStore::open(
+    SessionStore::open_sqlite(
         &dir.path().join("sessions.db"),
         Cipher::new(&SecretBox::new(Box::new([3; 32]))),
     )

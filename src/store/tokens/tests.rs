@@ -17,7 +17,7 @@ fn secret(s: &str) -> SecretString {
 #[tokio::test]
 async fn store_get_delete_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TokenStore::open(&dir.path().join("tokens.db"), cipher(1)).unwrap();
+    let store = TokenStore::open_sqlite(&dir.path().join("tokens.db"), cipher(1)).unwrap();
     let key = TokenKey::page_token(&page("101"));
 
     assert!(store.get(&key).await.unwrap().is_none());
@@ -47,7 +47,7 @@ async fn store_get_delete_round_trip() {
 #[tokio::test]
 async fn all_of_kind_lists_only_that_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TokenStore::open(&dir.path().join("tokens.db"), cipher(1)).unwrap();
+    let store = TokenStore::open_sqlite(&dir.path().join("tokens.db"), cipher(1)).unwrap();
     store
         .store(
             &TokenKey::page_token(&page("2")),
@@ -98,13 +98,13 @@ async fn values_survive_reopening_with_the_same_key() {
     let path = dir.path().join("nested/folder/tokens.db");
     let key = TokenKey::shop_uuid("demo-store_myshopify_com");
     {
-        let store = TokenStore::open(&path, cipher(1)).unwrap();
+        let store = TokenStore::open_sqlite(&path, cipher(1)).unwrap();
         store
             .store(&key, &secret("uuid-1"), TokenKind::Uuid)
             .await
             .unwrap();
     }
-    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    let store = TokenStore::open_sqlite(&path, cipher(1)).unwrap();
     assert_eq!(
         store.get(&key).await.unwrap().unwrap().expose_secret(),
         "uuid-1"
@@ -126,13 +126,13 @@ async fn a_wrong_key_is_a_clear_error_naming_the_row() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.db");
     let key = TokenKey::page_token(&page("7"));
-    TokenStore::open(&path, cipher(1))
+    TokenStore::open_sqlite(&path, cipher(1))
         .unwrap()
         .store(&key, &secret("t"), TokenKind::Token)
         .await
         .unwrap();
 
-    let other = TokenStore::open(&path, cipher(2)).unwrap();
+    let other = TokenStore::open_sqlite(&path, cipher(2)).unwrap();
     assert_eq!(
         undecryptable_key(other.get(&key).await).await,
         "FACEBOOK_ACCESS_TOKEN_7"
@@ -147,7 +147,7 @@ async fn a_wrong_key_is_a_clear_error_naming_the_row() {
 async fn tampered_and_moved_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.db");
-    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    let store = TokenStore::open_sqlite(&path, cipher(1)).unwrap();
     let victim = TokenKey::page_token(&page("1"));
     let attacker = TokenKey::page_token(&page("2"));
     store
@@ -200,7 +200,7 @@ async fn tampered_and_moved_values_are_refused() {
 async fn the_database_file_never_holds_a_token_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.db");
-    let store = TokenStore::open(&path, cipher(1)).unwrap();
+    let store = TokenStore::open_sqlite(&path, cipher(1)).unwrap();
     let token = "EAAB-PLAINTEXT-CANARY-0123456789";
     for i in 0..50 {
         let key = TokenKey::page_token(&page(&i.to_string()));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 #[derive(Clone)]
 pub(crate) struct Db {
@@ -58,6 +58,14 @@ impl Db {
             work(&mut conn)
         })
         .await?
+    }
+}
+
+impl Db {
+    /// True when the database answers; for `/healthz`.
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 }
 

@@ -1,0 +1,88 @@
+//! The poll's memory in `tokens.db`, table `poll_pages`, beside the tokens.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::sqlite::Db;
+use crate::domain::PageId;
+use crate::store::StoreError;
+use crate::store::poll_state::PollState;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS poll_pages (
+    page_id TEXT PRIMARY KEY,
+    last_success INTEGER,
+    reauth_reason TEXT
+);";
+
+#[derive(Debug, Clone)]
+pub struct SqlitePollState {
+    db: Db,
+}
+
+impl SqlitePollState {
+    pub fn open(path: &Path) -> Result<SqlitePollState, StoreError> {
+        Ok(SqlitePollState {
+            db: Db::open(path, SCHEMA)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PollState for SqlitePollState {
+    async fn last_success(&self, page: &PageId) -> Result<Option<i64>, StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                let value: Option<Option<i64>> = conn
+                    .query_row(
+                        "SELECT last_success FROM poll_pages WHERE page_id = ?1",
+                        [page],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(value.flatten())
+            })
+            .await
+    }
+
+    async fn record_success(&self, page: &PageId, started_at: i64) -> Result<(), StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES (?1, ?2, NULL)
+                     ON CONFLICT(page_id) DO UPDATE SET last_success = excluded.last_success, reauth_reason = NULL",
+                    params![page, started_at],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn mark_needs_reauth(&self, page: &PageId, reason: &str) -> Result<(), StoreError> {
+        let (page, reason) = (page.to_string(), reason.to_string());
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_pages (page_id, reauth_reason) VALUES (?1, ?2)
+                     ON CONFLICT(page_id) DO UPDATE SET reauth_reason = excluded.reauth_reason",
+                    params![page, reason],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT page_id, reauth_reason FROM poll_pages WHERE reauth_reason IS NOT NULL ORDER BY page_id",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}
