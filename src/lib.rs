@@ -17,6 +17,7 @@
 //! - [`outbound`]: the one HTTP client for calls to Meta and Shopify.
 //! - [`store`]: everything on disk: the encrypted token store, sessions, used OAuth states,
 //!   and the JSON files under `DATA_DIR/facebook/` that the bot reads.
+//! - [`engines`]: a throwaway PostgreSQL server for tests and benchmarks.
 //! - [`sandbox`]: a stand-in for Meta and Shopify on 127.0.0.1 (demo, tests, benchmarks).
 //! - [`scheduler`]: the nightly poll on `POLL_CRON`.
 //! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod engines;
 pub mod facebook;
 pub mod health;
 pub mod http;

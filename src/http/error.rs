@@ -41,6 +41,8 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            // The database is out of reach: a retry later may succeed (Meta redelivers).
+            ApiError::Store(err) if err.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +52,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
+            ApiError::Store(err) if err.is_unavailable() => {
+                tracing::error!(error = %chain(&self), "request failed: storage unavailable");
+                "Service temporarily unavailable; try again".to_string()
+            }
             ApiError::Store(_) | ApiError::Internal(_) => {
                 tracing::error!(error = %chain(&self), "request failed");
                 "Internal server error".to_string()
@@ -81,4 +87,23 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_503_and_a_broken_one_a_500() {
+        let down = ApiError::Store(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(
+            down.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let broken = ApiError::Store(StoreError::Undecryptable { key: "k".into() });
+        assert_eq!(
+            broken.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

@@ -6,6 +6,17 @@ use std::path::PathBuf;
 pub enum StoreError {
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// A statement PostgreSQL refused (a constraint, a bad query): a bug or a damaged schema.
+    #[error("database error")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// PostgreSQL cannot be reached now (down, restarting, the pool exhausted): worth a retry.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database was migrated by a newer salesbot; this build must not write to it.
+    #[error(
+        "the database schema is at version {found}, newer than this build knows ({known}): run the newer salesbot, or restore a backup"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
     /// Tampered, copied onto another row, or sealed under another key. Names the row, never
     /// the value.
     #[error(
@@ -38,7 +49,32 @@ pub enum StoreError {
     Background(#[from] tokio::task::JoinError),
 }
 
+impl From<tokio_postgres::Error> for StoreError {
+    /// An error PostgreSQL itself answered is the statement's fault; anything else (a closed
+    /// connection, a refused connect, a timeout) means the database is not there right now.
+    fn from(err: tokio_postgres::Error) -> StoreError {
+        match err.as_db_error() {
+            Some(_) => StoreError::Postgres(err),
+            None => StoreError::Unavailable(Box::new(err)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> StoreError {
+        match err {
+            deadpool_postgres::PoolError::Backend(err) => err.into(),
+            other => StoreError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
 impl StoreError {
+    /// True when trying again later may succeed (the database was out of reach).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -8,6 +8,7 @@
 //! - [`sessions`]: browser sessions (hashed ids) and spent OAuth states.
 //! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks.
 //! - [`local`]: the embedded backend: `tokens.db` and `sessions.db` (SQLite).
+//! - [`postgres`]: the scale-out backend, shared by replicas (`DATABASE_URL`).
 //! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads.
 
 pub mod cipher;
@@ -15,6 +16,7 @@ mod error;
 pub mod files;
 pub mod local;
 pub mod poll_state;
+pub mod postgres;
 pub mod sessions;
 pub mod tokens;
 

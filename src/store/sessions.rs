@@ -165,4 +165,4 @@ fn aad(hash: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

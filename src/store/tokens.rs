@@ -166,4 +166,4 @@ impl TokenStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -86,3 +86,18 @@ impl PollState for SqlitePollState {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::SqlitePollState;
+    use crate::store::poll_state::contract;
+
+    #[tokio::test]
+    async fn checkpoints_and_reauth_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SqlitePollState::open(&dir.path().join("tokens.db")).unwrap();
+        contract::checkpoints_and_reauth_marks(&(Arc::new(state) as _)).await;
+    }
+}

@@ -10,50 +10,101 @@ fn open(dir: &tempfile::TempDir) -> SessionStore {
     .unwrap()
 }
 
+/// What every backend must do: the tests below run these on SQLite, `store::postgres`'s on
+/// PostgreSQL. `other` is a second handle on the same rows (another process or replica).
+pub(crate) mod contract {
+    use super::*;
+
+    pub(crate) async fn round_trip(store: &SessionStore) {
+        let user = Uuid::new_v4();
+        let id = store.create(user).await.unwrap();
+        assert_eq!(
+            id.expose_cookie_value().len(),
+            43,
+            "32 bytes of URL-safe base64"
+        );
+        assert_eq!(
+            store.resolve(id.expose_cookie_value()).await.unwrap(),
+            Some(user)
+        );
+        assert_eq!(store.resolve("not-a-session").await.unwrap(), None);
+        assert!(store.end(id.expose_cookie_value()).await.unwrap());
+        assert_eq!(store.resolve(id.expose_cookie_value()).await.unwrap(), None);
+        assert!(!store.end(id.expose_cookie_value()).await.unwrap());
+        store.ping().await.unwrap();
+    }
+
+    pub(crate) async fn sessions_expire_after_an_hour(store: &SessionStore) {
+        let user = Uuid::new_v4();
+        let t0 = 1_800_000_000;
+        let id = store.create_at(user, t0).await.unwrap();
+        let cookie = id.expose_cookie_value();
+        assert_eq!(
+            store.resolve_at(cookie, t0 + 3599).await.unwrap(),
+            Some(user)
+        );
+        assert_eq!(store.resolve_at(cookie, t0 + 3600).await.unwrap(), None);
+        // Resolving an expired session removed it: it stays gone even at an earlier clock.
+        assert_eq!(store.resolve_at(cookie, t0).await.unwrap(), None);
+
+        let a = store.create_at(user, t0).await.unwrap();
+        let _b = store.create_at(user, t0 + 100).await.unwrap();
+        assert_eq!(store.purge_expired_at(t0 + 3650).await.unwrap(), 1);
+        assert_eq!(
+            store.resolve_at(a.expose_cookie_value(), t0).await.unwrap(),
+            None
+        );
+    }
+
+    pub(crate) async fn a_state_is_spent_once_everywhere(
+        store: &SessionStore,
+        other: &SessionStore,
+    ) {
+        let now = 1_800_000_000;
+        assert!(
+            store
+                .spend_state_at("1:abc:sig", now + 300, now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .spend_state_at("1:abc:sig", now + 300, now + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .spend_state_at("1:def:sig", now + 300, now + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !other
+                .spend_state_at("1:abc:sig", now + 300, now + 2)
+                .await
+                .unwrap()
+        );
+        // After it expired the record may go, and the state verifies no more anyway.
+        assert!(
+            other
+                .spend_state_at("1:ghi:sig", now + 900, now + 600)
+                .await
+                .unwrap()
+        );
+    }
+}
+
 #[tokio::test]
 async fn create_resolve_end_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let user = Uuid::new_v4();
-    let id = store.create(user).await.unwrap();
-    assert_eq!(
-        id.expose_cookie_value().len(),
-        43,
-        "32 bytes of URL-safe base64"
-    );
-    assert_eq!(
-        store.resolve(id.expose_cookie_value()).await.unwrap(),
-        Some(user)
-    );
-    assert_eq!(store.resolve("not-a-session").await.unwrap(), None);
-    assert!(store.end(id.expose_cookie_value()).await.unwrap());
-    assert_eq!(store.resolve(id.expose_cookie_value()).await.unwrap(), None);
-    assert!(!store.end(id.expose_cookie_value()).await.unwrap());
+    contract::round_trip(&open(&dir)).await;
 }
 
 #[tokio::test]
 async fn sessions_expire_after_an_hour_and_are_purged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let user = Uuid::new_v4();
-    let t0 = 1_800_000_000;
-    let id = store.create_at(user, t0).await.unwrap();
-    let cookie = id.expose_cookie_value();
-    assert_eq!(
-        store.resolve_at(cookie, t0 + 3599).await.unwrap(),
-        Some(user)
-    );
-    assert_eq!(store.resolve_at(cookie, t0 + 3600).await.unwrap(), None);
-    // Resolving an expired session removed it: it stays gone even at an earlier clock.
-    assert_eq!(store.resolve_at(cookie, t0).await.unwrap(), None);
-
-    let a = store.create_at(user, t0).await.unwrap();
-    let _b = store.create_at(user, t0 + 100).await.unwrap();
-    assert_eq!(store.purge_expired_at(t0 + 3650).await.unwrap(), 1);
-    assert_eq!(
-        store.resolve_at(a.expose_cookie_value(), t0).await.unwrap(),
-        None
-    );
+    contract::sessions_expire_after_an_hour(&open(&dir)).await;
 }
 
 #[tokio::test]
@@ -81,33 +132,6 @@ async fn only_a_hash_of_the_session_id_is_stored() {
 #[tokio::test]
 async fn a_state_can_be_spent_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let now = 1_800_000_000;
-    assert!(
-        store
-            .spend_state_at("1:abc:sig", now + 300, now)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .spend_state_at("1:abc:sig", now + 300, now + 1)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .spend_state_at("1:def:sig", now + 300, now + 1)
-            .await
-            .unwrap()
-    );
-
     // A second handle on the same file (another process) sees the spend too.
-    let other = open(&dir);
-    assert!(
-        !other
-            .spend_state_at("1:abc:sig", now + 300, now + 2)
-            .await
-            .unwrap()
-    );
+    contract::a_state_is_spent_once_everywhere(&open(&dir), &open(&dir)).await;
 }

@@ -2,7 +2,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use super::*;
 
-fn cipher(byte: u8) -> Cipher {
+pub(crate) fn cipher(byte: u8) -> Cipher {
     Cipher::new(&SecretBox::new(Box::new([byte; 32])))
 }
 
@@ -14,82 +14,106 @@ fn secret(s: &str) -> SecretString {
     SecretString::from(s)
 }
 
+/// What every backend must do: the tests below run these on SQLite, `store::postgres`'s on
+/// PostgreSQL. `other_key` is a second store on the same rows under another key.
+pub(crate) mod contract {
+    use super::*;
+
+    pub(crate) async fn round_trip(store: &TokenStore) {
+        let key = TokenKey::page_token(&page("101"));
+        assert!(store.get(&key).await.unwrap().is_none());
+        for value in ["EAAB-first", "EAAB-second"] {
+            store
+                .store(&key, &secret(value), TokenKind::Token)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.get(&key).await.unwrap().unwrap().expose_secret(),
+                value
+            );
+        }
+        assert!(store.delete(&key).await.unwrap());
+        assert!(!store.delete(&key).await.unwrap());
+        assert!(store.get(&key).await.unwrap().is_none());
+    }
+
+    pub(crate) async fn kinds_are_listed_apart_in_key_order(store: &TokenStore) {
+        for (key, value, kind) in [
+            (TokenKey::page_token(&page("2")), "t2", TokenKind::Token),
+            (TokenKey::page_token(&page("1")), "t1", TokenKind::Token),
+            (TokenKey::page_uuid(&page("1")), "u1", TokenKind::Uuid),
+        ] {
+            store.store(&key, &secret(value), kind).await.unwrap();
+        }
+        let tokens = store.all_of_kind(TokenKind::Token).await.unwrap();
+        let listed: Vec<(&str, &str)> = tokens
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose_secret()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("FACEBOOK_ACCESS_TOKEN_1", "t1"),
+                ("FACEBOOK_ACCESS_TOKEN_2", "t2")
+            ]
+        );
+        assert_eq!(tokens[0].0.page_of_token(), Some(page("1")));
+        let keys = store.keys_of_kind(TokenKind::Token).await.unwrap();
+        assert_eq!(keys, [tokens[0].0.clone(), tokens[1].0.clone()]);
+
+        let uuids = store.all_of_kind(TokenKind::Uuid).await.unwrap();
+        assert_eq!(uuids.len(), 1);
+        assert_eq!(uuids[0].0.page_of_token(), None);
+        // A row that changes kind moves lists.
+        let key = TokenKey::page_uuid(&page("1"));
+        store
+            .store(&key, &secret("t"), TokenKind::Token)
+            .await
+            .unwrap();
+        assert!(store.all_of_kind(TokenKind::Uuid).await.unwrap().is_empty());
+        store.ping().await.unwrap();
+    }
+
+    pub(crate) async fn another_key_is_a_clear_error_naming_the_row(
+        store: &TokenStore,
+        other_key: &TokenStore,
+    ) {
+        let key = TokenKey::page_token(&page("7"));
+        store
+            .store(&key, &secret("t"), TokenKind::Token)
+            .await
+            .unwrap();
+        assert_eq!(
+            undecryptable_key(other_key.get(&key).await).await,
+            "FACEBOOK_ACCESS_TOKEN_7"
+        );
+        assert!(matches!(
+            other_key.all_of_kind(TokenKind::Token).await,
+            Err(StoreError::Undecryptable { .. })
+        ));
+    }
+}
+
+fn sqlite(dir: &tempfile::TempDir, key: u8) -> TokenStore {
+    TokenStore::open_sqlite(&dir.path().join("tokens.db"), cipher(key)).unwrap()
+}
+
 #[tokio::test]
 async fn store_get_delete_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TokenStore::open_sqlite(&dir.path().join("tokens.db"), cipher(1)).unwrap();
-    let key = TokenKey::page_token(&page("101"));
-
-    assert!(store.get(&key).await.unwrap().is_none());
-    store
-        .store(&key, &secret("EAAB-first"), TokenKind::Token)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(&key).await.unwrap().unwrap().expose_secret(),
-        "EAAB-first"
-    );
-
-    store
-        .store(&key, &secret("EAAB-second"), TokenKind::Token)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get(&key).await.unwrap().unwrap().expose_secret(),
-        "EAAB-second"
-    );
-
-    assert!(store.delete(&key).await.unwrap());
-    assert!(!store.delete(&key).await.unwrap());
-    assert!(store.get(&key).await.unwrap().is_none());
+    contract::round_trip(&sqlite(&dir, 1)).await;
 }
 
 #[tokio::test]
 async fn all_of_kind_lists_only_that_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let store = TokenStore::open_sqlite(&dir.path().join("tokens.db"), cipher(1)).unwrap();
-    store
-        .store(
-            &TokenKey::page_token(&page("2")),
-            &secret("t2"),
-            TokenKind::Token,
-        )
-        .await
-        .unwrap();
-    store
-        .store(
-            &TokenKey::page_token(&page("1")),
-            &secret("t1"),
-            TokenKind::Token,
-        )
-        .await
-        .unwrap();
-    store
-        .store(
-            &TokenKey::page_uuid(&page("1")),
-            &secret("u1"),
-            TokenKind::Uuid,
-        )
-        .await
-        .unwrap();
+    contract::kinds_are_listed_apart_in_key_order(&sqlite(&dir, 1)).await;
+}
 
-    let tokens = store.all_of_kind(TokenKind::Token).await.unwrap();
-    let listed: Vec<(&str, &str)> = tokens
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.expose_secret()))
-        .collect();
-    assert_eq!(
-        listed,
-        [
-            ("FACEBOOK_ACCESS_TOKEN_1", "t1"),
-            ("FACEBOOK_ACCESS_TOKEN_2", "t2")
-        ]
-    );
-    assert_eq!(tokens[0].0.page_of_token(), Some(page("1")));
-
-    let uuids = store.all_of_kind(TokenKind::Uuid).await.unwrap();
-    assert_eq!(uuids.len(), 1);
-    assert_eq!(uuids[0].0.page_of_token(), None);
+#[tokio::test]
+async fn a_wrong_key_is_a_clear_error_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::another_key_is_a_clear_error_naming_the_row(&sqlite(&dir, 1), &sqlite(&dir, 2)).await;
 }
 
 #[tokio::test]
@@ -119,28 +143,6 @@ async fn undecryptable_key(result: Result<Option<SecretString>, StoreError>) -> 
             other.map(|v| v.is_some())
         ),
     }
-}
-
-#[tokio::test]
-async fn a_wrong_key_is_a_clear_error_naming_the_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.db");
-    let key = TokenKey::page_token(&page("7"));
-    TokenStore::open_sqlite(&path, cipher(1))
-        .unwrap()
-        .store(&key, &secret("t"), TokenKind::Token)
-        .await
-        .unwrap();
-
-    let other = TokenStore::open_sqlite(&path, cipher(2)).unwrap();
-    assert_eq!(
-        undecryptable_key(other.get(&key).await).await,
-        "FACEBOOK_ACCESS_TOKEN_7"
-    );
-    assert!(matches!(
-        other.all_of_kind(TokenKind::Token).await,
-        Err(StoreError::Undecryptable { .. })
-    ));
 }
 
 #[tokio::test]

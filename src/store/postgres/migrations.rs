@@ -1,0 +1,74 @@
+//! The schema, as numbered migrations applied in order at start.
+//!
+//! `salesbot_schema` holds the version reached. Replicas starting together take an advisory
+//! lock, so one migrates and the others find it done. A database at a version this build
+//! does not know (a newer salesbot migrated it) is refused: running on it could corrupt data.
+
+use super::PgDatabase;
+use crate::store::StoreError;
+
+/// Each entry brings the schema from its index to index + 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: tokens (sealed values), sessions, spent OAuth states, the poll's memory: the
+    // SQLite tables of the embedded backend, with BIGINT Unix seconds.
+    "CREATE TABLE tokens (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL,
+         type TEXT NOT NULL
+     );
+     CREATE INDEX tokens_type ON tokens (type, key);
+     CREATE TABLE sessions (
+         id_hash TEXT PRIMARY KEY,
+         uuid TEXT NOT NULL,
+         created_at BIGINT NOT NULL
+     );
+     CREATE INDEX sessions_created_at ON sessions (created_at);
+     CREATE TABLE spent_states (
+         digest TEXT PRIMARY KEY,
+         expires_at BIGINT NOT NULL
+     );
+     CREATE INDEX spent_states_expires_at ON spent_states (expires_at);
+     CREATE TABLE poll_pages (
+         page_id TEXT PRIMARY KEY,
+         last_success BIGINT,
+         reauth_reason TEXT
+     );",
+];
+
+/// The version this build brings a database to.
+pub const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Any fixed number: the advisory lock replicas take while one of them migrates.
+const MIGRATION_LOCK: i64 = 0x5a1e_5b07_0001;
+
+pub(super) async fn apply(db: &PgDatabase) -> Result<(), StoreError> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS salesbot_schema (version INTEGER NOT NULL)")
+        .await?;
+    let found: Option<i32> = tx
+        .query_opt("SELECT version FROM salesbot_schema", &[])
+        .await?
+        .map(|row| row.get(0));
+    let found = found.unwrap_or(0);
+    if found > LATEST_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: LATEST_VERSION,
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(migration).await?;
+        tracing::info!(version = index + 1, "database schema migrated");
+    }
+    tx.execute("DELETE FROM salesbot_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO salesbot_schema (version) VALUES ($1)",
+        &[&LATEST_VERSION],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The PostgreSQL backend against a real server (`engines::postgres`): the same contracts
+//! the SQLite backend passes, the schema's migrations, and a database that goes away.
+//!
+//! Ignored by a plain `cargo test` (they need Debian's `postgresql`); `.ci/run` installs it
+//! and runs them: `cargo test --locked --lib -- --ignored postgres`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
+use super::{LATEST_VERSION, PgDatabase, PgPollState, PgSessions, PgTokens};
+use crate::engines::postgres::{Durability, Postgres};
+use crate::store::{SessionStore, StoreError, TokenStore, poll_state, sessions, tokens};
+
+async fn connect(server: &Postgres) -> PgDatabase {
+    PgDatabase::connect(&SecretString::from(server.url("postgres")), 4)
+        .await
+        .expect("connects and migrates")
+}
+
+fn session_store(db: &PgDatabase) -> SessionStore {
+    SessionStore::new(
+        Arc::new(PgSessions::new(db.clone())),
+        tokens::tests::cipher(3),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+async fn postgres_passes_every_store_contract() {
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let db = connect(&server).await;
+    let token_store = |key: u8| {
+        TokenStore::new(
+            Arc::new(PgTokens::new(db.clone())),
+            tokens::tests::cipher(key),
+        )
+    };
+    tokens::tests::contract::round_trip(&token_store(1)).await;
+    tokens::tests::contract::kinds_are_listed_apart_in_key_order(&token_store(1)).await;
+    tokens::tests::contract::another_key_is_a_clear_error_naming_the_row(
+        &token_store(1),
+        &token_store(2),
+    )
+    .await;
+
+    let sessions = session_store(&db);
+    sessions::tests::contract::round_trip(&sessions).await;
+    sessions::tests::contract::sessions_expire_after_an_hour(&sessions).await;
+    // Another replica: its own pool on the same database.
+    let other = session_store(&connect(&server).await);
+    sessions::tests::contract::a_state_is_spent_once_everywhere(&sessions, &other).await;
+
+    poll_state::contract::checkpoints_and_reauth_marks(&(Arc::new(PgPollState::new(db)) as _))
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+async fn postgres_a_state_raced_by_many_replicas_is_spent_once() {
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let replicas = [
+        session_store(&connect(&server).await),
+        session_store(&connect(&server).await),
+    ];
+    let now = crate::store::unix_now();
+    let tries = (0..40).map(|i| {
+        let store = replicas[i % 2].clone();
+        tokio::spawn(async move { store.spend_state_at("1:race:sig", now + 300, now).await })
+    });
+    let mut first_uses = 0;
+    for attempt in tries {
+        if attempt.await.unwrap().unwrap() {
+            first_uses += 1;
+        }
+    }
+    assert_eq!(first_uses, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let url = SecretString::from(server.url("postgres"));
+    // Replicas starting together: one migrates, the others find it done.
+    let starts = (0..3).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { PgDatabase::connect(&url, 2).await.map(|_| ()) })
+    });
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    let db = connect(&server).await;
+    let client = db.client().await.unwrap();
+    let version: i32 = client
+        .query_one("SELECT version FROM salesbot_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, LATEST_VERSION);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM salesbot_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+
+    client
+        .execute(
+            "UPDATE salesbot_schema SET version = $1",
+            &[&(LATEST_VERSION + 1)],
+        )
+        .await
+        .unwrap();
+    match PgDatabase::connect(&url, 2).await {
+        Err(err @ StoreError::SchemaTooNew { .. }) => {
+            let said = err.to_string();
+            assert!(said.contains("newer than this build"), "{said}");
+        }
+        other => panic!("a newer schema must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+async fn postgres_down_is_unavailable_and_comes_back() {
+    // Full: an immediate stop is a crash, and a Fast server may lose its last commits in one.
+    let mut server = Postgres::start(Durability::Full).unwrap();
+    let db = connect(&server).await;
+    let tokens = TokenStore::new(
+        Arc::new(PgTokens::new(db.clone())),
+        tokens::tests::cipher(1),
+    );
+    let key = crate::store::TokenKey::shop_uuid("demo-store_myshopify_com");
+    tokens
+        .store(
+            &key,
+            &SecretString::from("u"),
+            crate::store::TokenKind::Uuid,
+        )
+        .await
+        .unwrap();
+
+    server.halt().unwrap();
+    let began = Instant::now();
+    let err = tokens.get(&key).await.expect_err("the database is down");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "answered in bounded time"
+    );
+    assert!(db.ping().await.unwrap_err().is_unavailable());
+
+    server.resume().unwrap();
+    // The pool replaces its broken connections by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokens.get(&key).await {
+            Ok(value) => {
+                assert!(value.is_some());
+                break;
+            }
+            Err(err) if err.is_unavailable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("the database came back but the store did not: {err:?}"),
+        }
+    }
+}
