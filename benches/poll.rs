@@ -73,7 +73,7 @@ async fn run() {
     );
     let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
     let settings = PollSettings::from_config(&config.poll);
-    let state = salesbot::app::build_state(config).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
     for p in 0..PAGES {
         let page = PageId::parse(&format!("{}", 100_000 + p)).unwrap();
         let token = SecretString::from(format!("EAA-bench-{p}"));

@@ -371,7 +371,7 @@ fn environment(dir: &Path) -> HashMap<String, String> {
 
 async fn connect_page(env: &HashMap<String, String>) {
     let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-    let state = salesbot::app::build_state(config).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
     let page = PageId::parse("101").unwrap();
     let owner = uuid::Uuid::new_v4();
     state

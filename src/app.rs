@@ -22,9 +22,8 @@ use crate::scheduler;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::state::{AppState, Services};
-use crate::store::cipher::Cipher;
-use crate::store::local::SqlitePollState;
-use crate::store::{FileStore, SessionStore, StoreError, TokenStore};
+use crate::store::backend::{self, Stores};
+use crate::store::{FileStore, StoreError};
 
 /// How long shutdown waits for background work once requests are done.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,14 +48,17 @@ pub enum StartError {
 /// Opens the stores named in `config` and builds the state every handler shares. Its files
 /// flush themselves, as a process running beside the server must (`salesbot poll`); the
 /// server's own state ([`Application::build`]) writes through the journal.
-pub fn build_state(config: Config) -> Result<AppState, StoreError> {
+pub async fn build_state(config: Config) -> Result<AppState, StoreError> {
     let files = FileStore::new(&config.storage.data_dir);
-    assemble(config, files)
+    assemble(config, files).await
 }
 
-fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
-    let cipher = Cipher::new(&config.storage.encryption_key);
-    let tokens = TokenStore::open_sqlite(&config.storage.token_db_path, cipher.clone())?;
+async fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
+    let Stores {
+        tokens,
+        sessions,
+        poll_state,
+    } = backend::open(&config.storage).await?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook);
@@ -66,13 +68,13 @@ fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
         graph.clone(),
         files.clone(),
         tokens.clone(),
-        Arc::new(SqlitePollState::open(&config.storage.token_db_path)?),
+        poll_state,
         PollSettings::from_config(&config.poll),
         config.storage.token_db_path.with_extension("poll.lock"),
     );
     Ok(AppState::new(Services {
         poller,
-        sessions: SessionStore::open_sqlite(&config.storage.session_db_path, cipher)?,
+        sessions,
         refresher: MetadataRefresher::new(
             graph.clone(),
             files.clone(),
@@ -118,7 +120,7 @@ impl Application {
         let files = tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir))
             .await
             .map_err(StoreError::from)??;
-        let state = assemble(config, files)?;
+        let state = assemble(config, files).await?;
         Ok(Application {
             listener,
             addr,

@@ -123,7 +123,9 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
 
 /// `salesbot poll`: one poll now, a line per page, non-zero exit if any page failed.
 async fn poll(config: Config) -> Result<ExitCode, String> {
-    let state = crate::app::build_state(config).map_err(|e| e.to_string())?;
+    let state = crate::app::build_state(config)
+        .await
+        .map_err(|e| e.to_string())?;
     let outcome = state.poller.poll_once().await.map_err(|e| e.to_string())?;
     for page in &outcome.pages {
         match &page.result {

@@ -74,6 +74,17 @@ pub struct StorageConfig {
     pub encryption_key: SecretBox<[u8; 32]>,
     /// True when the key was derived from `STATE_TOKEN_SECRET` rather than configured.
     pub encryption_key_derived: bool,
+    /// `DATABASE_URL`: tokens, sessions and the poll's memory in PostgreSQL instead of the
+    /// SQLite files above (which are then not used).
+    pub database: Option<DatabaseConfig>,
+}
+
+#[derive(Debug)]
+pub struct DatabaseConfig {
+    /// A `postgres://` URL; may hold a password, so it never prints.
+    pub url: SecretString,
+    /// Connections at most, per process (`DATABASE_POOL_SIZE`).
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

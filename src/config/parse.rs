@@ -13,7 +13,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{
-    Config, FacebookConfig, PollConfig, PollSchedule, REQUIRED, ShopifyConfig, StorageConfig,
+    Config, DatabaseConfig, FacebookConfig, PollConfig, PollSchedule, REQUIRED, ShopifyConfig,
+    StorageConfig,
 };
 
 /// One thing wrong with the environment.
@@ -109,6 +110,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         });
         let self_test = self.parsed("OAUTH_SELF_TEST", "true", boolean);
         let key = self.encryption_key(&state_secret);
+        let database = self.database();
 
         let storage = StorageConfig {
             token_db_path: PathBuf::from(self.optional("TOKEN_DB_PATH", "./data/tokens.db")),
@@ -119,6 +121,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 Some((key, _)) => key,
                 None => SecretBox::new(Box::new([0; 32])),
             },
+            database,
         };
         let graph_version = self.optional("FACEBOOK_GRAPH_VERSION", "v25.0");
         let api_version = self.optional("SHOPIFY_API_VERSION", "2026-10");
@@ -265,6 +268,29 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             return None; // STATE_TOKEN_SECRET is reported as missing
         }
         Some((SecretBox::new(Box::new(derive_key(secret))), true))
+    }
+
+    /// `DATABASE_URL` (unset: the embedded SQLite backend) and `DATABASE_POOL_SIZE`.
+    fn database(&mut self) -> Option<DatabaseConfig> {
+        let pool_size = self.parsed("DATABASE_POOL_SIZE", "16", |v| match v.parse::<usize>() {
+            Ok(n @ 1..=1000) => Ok(n),
+            _ => Err("must be a whole number from 1 to 1000".to_string()),
+        });
+        let url = self.raw("DATABASE_URL")?;
+        // The URL may carry a password: the reason never repeats it.
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres || url.parse::<tokio_postgres::Config>().is_err() {
+            return self.invalid(
+                "DATABASE_URL",
+                "must be a PostgreSQL URL such as postgres://user:password@host:5432/salesbot \
+                 (unset for the embedded SQLite files)"
+                    .into(),
+            );
+        }
+        Some(DatabaseConfig {
+            url: SecretString::from(url),
+            pool_size: pool_size?,
+        })
     }
 
     fn invalid<T>(&mut self, name: &'static str, reason: String) -> Option<T> {

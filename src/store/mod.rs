@@ -3,6 +3,7 @@
 //! Each store is a trait with one implementation per backend, chosen once at start-up; what
 //! both backends share (sealing, hashing) is done here, above the trait.
 //!
+//! - [`backend`]: which backend, chosen once at start-up from the configuration.
 //! - [`cipher`]: where a token is encrypted (ChaCha20-Poly1305, row key as associated data).
 //! - [`tokens`]: the encrypted key/value store of tokens and UUIDs.
 //! - [`sessions`]: browser sessions (hashed ids) and spent OAuth states.
@@ -11,6 +12,7 @@
 //! - [`postgres`]: the scale-out backend, shared by replicas (`DATABASE_URL`).
 //! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads.
 
+pub mod backend;
 pub mod cipher;
 mod error;
 pub mod files;

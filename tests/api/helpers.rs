@@ -82,6 +82,11 @@ pub fn test_env(dir: &std::path::Path, overrides: &[(&str, &str)]) -> HashMap<St
 /// The app wired to a fresh stand-in for Meta and Shopify, self-tests posting to the stand-in.
 pub async fn spawn_with_stand_in(overrides: &[(&str, &str)]) -> (TestApp, StandIn) {
     let stand_in = StandIn::start().await;
+    (spawn_using(&stand_in, overrides).await, stand_in)
+}
+
+/// Another app (a replica, say) wired to an existing stand-in, with a data folder of its own.
+pub async fn spawn_using(stand_in: &StandIn, overrides: &[(&str, &str)]) -> TestApp {
     let base = stand_in.url();
     let shops = format!("{base}/shops/{{shop}}");
     let webhook = format!("{base}/webhook");
@@ -92,7 +97,7 @@ pub async fn spawn_with_stand_in(overrides: &[(&str, &str)]) -> (TestApp, StandI
         ("FACEBOOK_WEBHOOK_ADDRESS", &webhook),
     ];
     all.extend_from_slice(overrides);
-    (spawn_app_with(&all).await, stand_in)
+    spawn_app_with(&all).await
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod oauth_flow;
 mod poll;
+mod postgres;
 mod shopify_oauth;
 mod stand_in;
 mod webhook;

@@ -39,7 +39,7 @@ async fn setup(world: World) -> Setup {
     let url = sandbox.url();
     let env = test_env(dir.path(), &[("FACEBOOK_GRAPH_URL", &url)]);
     let config = Config::from_lookup(|name| env.get(name).cloned()).unwrap();
-    let state = salesbot::app::build_state(config).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
     let pages: Vec<(String, String)> = sandbox
         .world()
         .pages

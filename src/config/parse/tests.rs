@@ -198,3 +198,42 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[test]
+fn database_url_is_optional_checked_and_never_echoed() {
+    let config = load(&complete()).unwrap();
+    assert!(config.storage.database.is_none(), "SQLite by default");
+
+    let mut env = complete();
+    env.insert(
+        "DATABASE_URL",
+        "postgres://salesbot:pa55word@db.internal:5432/salesbot".into(),
+    );
+    env.insert("DATABASE_POOL_SIZE", "8".into());
+    let config = load(&env).unwrap();
+    let database = config.storage.database.as_ref().unwrap();
+    assert_eq!(database.pool_size, 8);
+    assert_eq!(
+        database.url.expose_secret(),
+        "postgres://salesbot:pa55word@db.internal:5432/salesbot"
+    );
+    assert!(!format!("{config:?}").contains("pa55word"));
+
+    for bad in [
+        "mysql://u:pa55word@h/db",
+        "postgres://u:pa55word@h:notaport/db",
+    ] {
+        env.insert("DATABASE_URL", bad.into());
+        let err = load(&env).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        assert!(!err.contains("pa55word"), "{err}");
+    }
+    env.insert("DATABASE_URL", "postgres://localhost/salesbot".into());
+    env.insert("DATABASE_POOL_SIZE", "0".into());
+    assert!(
+        load(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("DATABASE_POOL_SIZE")
+    );
+}

@@ -2,7 +2,7 @@
 //! the SQLite backend passes, the schema's migrations, and a database that goes away.
 //!
 //! Ignored by a plain `cargo test` (they need Debian's `postgresql`); `.ci/run` installs it
-//! and runs them: `cargo test --locked --lib -- --ignored postgres`.
+//! and runs them: `cargo test --locked -- --ignored postgres`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ fn session_store(db: &PgDatabase) -> SessionStore {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_passes_every_store_contract() {
     let server = Postgres::start(Durability::Fast).unwrap();
     let db = connect(&server).await;
@@ -57,7 +57,7 @@ async fn postgres_passes_every_store_contract() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_a_state_raced_by_many_replicas_is_spent_once() {
     let server = Postgres::start(Durability::Fast).unwrap();
     let replicas = [
@@ -79,7 +79,7 @@ async fn postgres_a_state_raced_by_many_replicas_is_spent_once() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
     let server = Postgres::start(Durability::Fast).unwrap();
     let url = SecretString::from(server.url("postgres"));
@@ -123,7 +123,7 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test --lib -- --ignored postgres"]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_down_is_unavailable_and_comes_back() {
     // Full: an immediate stop is a crash, and a Fast server may lose its last commits in one.
     let mut server = Postgres::start(Durability::Full).unwrap();
