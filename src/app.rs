@@ -70,7 +70,6 @@ async fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreErr
         tokens.clone(),
         poll_state,
         PollSettings::from_config(&config.poll),
-        config.storage.token_db_path.with_extension("poll.lock"),
     );
     Ok(AppState::new(Services {
         poller,

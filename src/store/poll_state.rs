@@ -1,6 +1,8 @@
 //! What the poll remembers per page, whichever backend holds it (plain values: nothing here is
 //! secret): when its last successful poll started (the checkpoint that makes later polls
-//! incremental) and, when Meta refused its token, why it needs re-authorisation.
+//! incremental) and, when Meta refused its token, why it needs re-authorisation. And what
+//! keeps polls apart: one at a time across processes and replicas, and each scheduled run
+//! taken by one of the replicas whose schedules fire for it.
 
 use std::sync::Arc;
 
@@ -19,7 +21,26 @@ pub trait PollState: Send + Sync + std::fmt::Debug {
     async fn mark_needs_reauth(&self, page: &PageId, reason: &str) -> Result<(), StoreError>;
     /// Pages waiting for their merchant to connect them again, with the reason, by page id.
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Takes the scheduled run at `slot` (its cron time, Unix seconds): true for exactly one
+    /// of the processes that ask, so that replicas sharing a schedule poll once per run. A
+    /// replica that dies mid-run leaves the next run to whoever takes it.
+    async fn claim_run(&self, slot: i64) -> Result<bool, StoreError>;
+    /// Keeps every other poll (another process, another replica) from starting while the
+    /// guard lives; `None` when one is running now.
+    async fn exclusive(&self) -> Result<Option<RunGuard>, StoreError>;
 }
+
+/// Held for a whole poll run; dropping it lets the next one start.
+pub struct RunGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl RunGuard {
+    pub fn new(holder: impl Send + Sync + 'static) -> RunGuard {
+        RunGuard(Box::new(holder))
+    }
+}
+
+/// How long claimed runs are remembered (a claim only matters at its own run).
+pub const CLAIMS_KEPT_SECS: i64 = 7 * 24 * 3600;
 
 /// What every backend must do (run on SQLite in `store::local`, on PostgreSQL in
 /// `store::postgres`).
@@ -54,5 +75,31 @@ pub(crate) mod contract {
         assert_eq!(state.last_success(&page("2")).await.unwrap(), None);
         state.record_success(&page("1"), 3_000).await.unwrap();
         assert_eq!(state.needing_reauth().await.unwrap().len(), 1);
+    }
+
+    /// `other` is the same backend seen from another process or replica.
+    pub(crate) async fn runs_are_claimed_once_and_polls_kept_apart(
+        state: &PollStateStore,
+        other: &PollStateStore,
+    ) {
+        let slot = 1_800_000_000;
+        assert!(state.claim_run(slot).await.unwrap());
+        assert!(!other.claim_run(slot).await.unwrap());
+        assert!(!state.claim_run(slot).await.unwrap());
+        assert!(other.claim_run(slot + 86_400).await.unwrap());
+
+        let held = state.exclusive().await.unwrap().expect("nobody polls");
+        assert!(other.exclusive().await.unwrap().is_none());
+        assert!(state.exclusive().await.unwrap().is_none());
+        drop(held);
+        // Released as the holder goes (PostgreSQL notices its connection close a moment later).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while other.exclusive().await.unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "free once the first run ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

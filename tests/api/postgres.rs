@@ -136,3 +136,84 @@ async fn shopify_login_response(app: &TestApp) -> u16 {
         .status()
         .as_u16()
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_three_replicas_firing_together_poll_once() {
+    use salesbot::sandbox::world::Page;
+    use salesbot::sandbox::{Sandbox, World};
+    use std::time::Duration;
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let page =
+        Page::new("101", "Demo Page", "EAAPAGE101").with_conversation("5000", 3, 1_750_000_000);
+    let sandbox = Sandbox::start(
+        World {
+            pages: vec![page],
+            ..World::default()
+        },
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    // One run, a few seconds from now (UTC, seconds first), on all three.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let cron = at.format("%S %M %H %d %m *").to_string();
+    let (graph, database) = (sandbox.url(), server.url("postgres"));
+    let settings = [
+        ("FACEBOOK_GRAPH_URL", graph.as_str()),
+        ("DATABASE_URL", database.as_str()),
+        ("POLL_CRON", cron.as_str()),
+    ];
+    let replicas = [
+        crate::helpers::spawn_app_with(&settings).await,
+        crate::helpers::spawn_app_with(&settings).await,
+        crate::helpers::spawn_app_with(&settings).await,
+    ];
+    crate::poll::connect(&replicas[0].state, "101", "EAAPAGE101").await;
+
+    let lists = || {
+        sandbox
+            .calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/101/conversations"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while lists() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no scheduled poll");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every replica has fired by now (the scheduler ticks every 500 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lists(), 1, "one poll for the one run, not one per replica");
+    let written = replicas
+        .iter()
+        .filter(|r| {
+            r.dir
+                .path()
+                .join("facebook/101/conversations/5000.json")
+                .exists()
+        })
+        .count();
+    assert_eq!(written, 1, "one replica polled");
+
+    // A run is taken once even when the replicas fire one after the other, each after the
+    // previous one's poll has finished (a late clock, a slow start).
+    let slot = at.timestamp() + 86_400;
+    assert!(replicas[1].state.poller.poll_scheduled(slot).await.is_ok());
+    for late in [&replicas[2], &replicas[0]] {
+        assert!(matches!(
+            late.state.poller.poll_scheduled(slot).await,
+            Err(salesbot::facebook::poll::PollError::TakenElsewhere)
+        ));
+    }
+    assert!(
+        replicas[0]
+            .state
+            .poller
+            .poll_scheduled(slot + 86_400)
+            .await
+            .is_ok()
+    );
+}

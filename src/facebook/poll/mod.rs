@@ -10,8 +10,6 @@ mod caller;
 pub mod convert;
 mod page;
 
-use std::fs::OpenOptions;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,6 +102,8 @@ impl PollOutcome {
 pub enum PollError {
     #[error("a poll is already running; this one is skipped")]
     AlreadyRunning,
+    #[error("another replica took this scheduled run")]
+    TakenElsewhere,
     #[error("cannot list the connected pages: {0}")]
     Store(#[from] StoreError),
 }
@@ -116,8 +116,6 @@ pub struct Poller {
     state: PollStateStore,
     settings: Arc<PollSettings>,
     running: Arc<Mutex<()>>,
-    /// Taken for the whole run, so a `salesbot poll` beside the server's schedule waits its turn.
-    lock_path: PathBuf,
 }
 
 impl Poller {
@@ -127,7 +125,6 @@ impl Poller {
         tokens: TokenStore,
         state: PollStateStore,
         settings: PollSettings,
-        lock_path: PathBuf,
     ) -> Poller {
         Poller {
             graph,
@@ -136,7 +133,6 @@ impl Poller {
             state,
             settings: Arc::new(settings),
             running: Arc::default(),
-            lock_path,
         }
     }
 
@@ -156,7 +152,11 @@ impl Poller {
             tracing::info!("poll skipped: the previous one is still running");
             return Err(PollError::AlreadyRunning);
         };
-        let _lock = self.lock_across_processes()?;
+        // Held for the run: a `salesbot poll` beside the server, or another replica, waits.
+        let Some(_exclusive) = self.state.exclusive().await? else {
+            tracing::info!("poll skipped: another process is polling");
+            return Err(PollError::AlreadyRunning);
+        };
         let start = Instant::now();
         let pages = self.connected_pages().await?;
         tracing::info!(pages = pages.len(), "poll started");
@@ -186,6 +186,16 @@ impl Poller {
         };
         tracing::info!("{}", outcome.summary());
         Ok(outcome)
+    }
+
+    /// The scheduled run at `slot` (its cron time, Unix seconds), unless another replica
+    /// whose schedule fired for the same run took it.
+    pub async fn poll_scheduled(&self, slot: i64) -> Result<PollOutcome, PollError> {
+        if !self.state.claim_run(slot).await? {
+            tracing::info!(slot, "scheduled poll taken by another replica");
+            return Err(PollError::TakenElsewhere);
+        }
+        self.poll_once().await
     }
 
     /// Polls one page with the given token (the OAuth self-test's conversation poll).
@@ -255,37 +265,6 @@ impl Poller {
     async fn connected_pages(&self) -> Result<Vec<PageId>, StoreError> {
         let keys = self.tokens.keys_of_kind(TokenKind::Token).await?;
         Ok(keys.iter().filter_map(|k| k.page_of_token()).collect())
-    }
-
-    fn lock_across_processes(&self) -> Result<std::fs::File, PollError> {
-        let io = |source| {
-            PollError::Store(StoreError::Io {
-                action: "lock",
-                path: self.lock_path.clone(),
-                source,
-            })
-        };
-        if let Some(dir) = self
-            .lock_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                tracing::info!("poll skipped: another process is polling");
-                Err(PollError::AlreadyRunning)
-            }
-            Err(std::fs::TryLockError::Error(err)) => Err(io(err)),
-        }
     }
 }
 

@@ -1,29 +1,36 @@
 //! The poll's memory in `tokens.db`, table `poll_pages`, beside the tokens.
 
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 
 use super::sqlite::Db;
 use crate::domain::PageId;
 use crate::store::StoreError;
-use crate::store::poll_state::PollState;
+use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollState, RunGuard};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS poll_pages (
     page_id TEXT PRIMARY KEY,
     last_success INTEGER,
     reauth_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS poll_runs (
+    slot INTEGER PRIMARY KEY
 );";
 
 #[derive(Debug, Clone)]
 pub struct SqlitePollState {
     db: Db,
+    /// `tokens.poll.lock` beside `tokens.db`: a `salesbot poll` beside the server waits its turn.
+    lock_path: PathBuf,
 }
 
 impl SqlitePollState {
     pub fn open(path: &Path) -> Result<SqlitePollState, StoreError> {
         Ok(SqlitePollState {
             db: Db::open(path, SCHEMA)?,
+            lock_path: path.with_extension("poll.lock"),
         })
     }
 }
@@ -85,6 +92,44 @@ impl PollState for SqlitePollState {
             })
             .await
     }
+
+    async fn claim_run(&self, slot: i64) -> Result<bool, StoreError> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "DELETE FROM poll_runs WHERE slot < ?1",
+                    [slot - CLAIMS_KEPT_SECS],
+                )?;
+                let claimed =
+                    tx.execute("INSERT OR IGNORE INTO poll_runs (slot) VALUES (?1)", [slot])?;
+                tx.commit()?;
+                Ok(claimed == 1)
+            })
+            .await
+    }
+
+    async fn exclusive(&self) -> Result<Option<RunGuard>, StoreError> {
+        let io = StoreError::io("lock", &self.lock_path);
+        if let Some(dir) = self
+            .lock_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(StoreError::io("create folder", dir))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(StoreError::io("open", &self.lock_path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunGuard::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(err)) => Err(io(err)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,5 +144,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = SqlitePollState::open(&dir.path().join("tokens.db")).unwrap();
         contract::checkpoints_and_reauth_marks(&(Arc::new(state) as _)).await;
+    }
+
+    #[tokio::test]
+    async fn runs_are_claimed_once_and_polls_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Arc::new(SqlitePollState::open(&dir.path().join("tokens.db")).unwrap()) as _;
+        contract::runs_are_claimed_once_and_polls_kept_apart(&open(), &open()).await;
     }
 }

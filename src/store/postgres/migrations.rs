@@ -33,6 +33,8 @@ const MIGRATIONS: &[&str] = &[
          last_success BIGINT,
          reauth_reason TEXT
      );",
+    // 2: scheduled poll runs taken, so replicas sharing a schedule poll once per run.
+    "CREATE TABLE poll_runs (slot BIGINT PRIMARY KEY);",
 ];
 
 /// The version this build brings a database to.

@@ -3,7 +3,10 @@
 use super::PgDatabase;
 use crate::domain::PageId;
 use crate::store::StoreError;
-use crate::store::poll_state::PollState;
+use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollState, RunGuard};
+
+/// Any fixed number: the session-level advisory lock a running poll holds.
+const POLL_LOCK: i64 = 0x5a1e_5b07_0002;
 
 #[derive(Debug, Clone)]
 pub struct PgPollState {
@@ -70,5 +73,46 @@ impl PollState for PgPollState {
             )
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    async fn claim_run(&self, slot: i64) -> Result<bool, StoreError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM poll_runs WHERE slot < $1",
+            &[&(slot - CLAIMS_KEPT_SECS)],
+        )
+        .await?;
+        // The primary key decides between replicas whose schedules fire together.
+        let claimed = tx
+            .execute(
+                "INSERT INTO poll_runs (slot) VALUES ($1) ON CONFLICT (slot) DO NOTHING",
+                &[&slot],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(claimed == 1)
+    }
+
+    async fn exclusive(&self) -> Result<Option<RunGuard>, StoreError> {
+        let client = self.db.client().await?;
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&POLL_LOCK])
+            .await?
+            .get(0);
+        Ok(taken.then(|| RunGuard::new(LockHolder(Some(client)))))
+    }
+}
+
+/// The connection holding the poll's advisory lock. It never goes back to the pool: dropping
+/// it closes the connection, which releases the lock however the run ended (a pooled
+/// connection would keep the lock for whoever borrowed it next).
+struct LockHolder(Option<deadpool_postgres::Client>);
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }

@@ -52,8 +52,16 @@ async fn postgres_passes_every_store_contract() {
     let other = session_store(&connect(&server).await);
     sessions::tests::contract::a_state_is_spent_once_everywhere(&sessions, &other).await;
 
-    poll_state::contract::checkpoints_and_reauth_marks(&(Arc::new(PgPollState::new(db)) as _))
-        .await;
+    poll_state::contract::checkpoints_and_reauth_marks(
+        &(Arc::new(PgPollState::new(db.clone())) as _),
+    )
+    .await;
+    let replica = connect(&server).await;
+    poll_state::contract::runs_are_claimed_once_and_polls_kept_apart(
+        &(Arc::new(PgPollState::new(db)) as _),
+        &(Arc::new(PgPollState::new(replica)) as _),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -105,6 +113,23 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 1);
+
+    // A database left at version 1 by an older build is brought up to date.
+    client
+        .batch_execute("DROP TABLE poll_runs; UPDATE salesbot_schema SET version = 1")
+        .await
+        .unwrap();
+    connect(&server).await;
+    let version: i32 = client
+        .query_one("SELECT version FROM salesbot_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, LATEST_VERSION);
+    client
+        .execute("SELECT count(*) FROM poll_runs", &[])
+        .await
+        .unwrap();
 
     client
         .execute(
