@@ -22,8 +22,8 @@ use crate::scheduler;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::state::{AppState, Services};
-use crate::store::backend::{self, Stores};
-use crate::store::{FileStore, StoreError};
+use crate::store::StoreError;
+use crate::store::backend::{self, Role, Stores};
 
 /// How long shutdown waits for background work once requests are done.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,16 +49,17 @@ pub enum StartError {
 /// flush themselves, as a process running beside the server must (`salesbot poll`); the
 /// server's own state ([`Application::build`]) writes through the journal.
 pub async fn build_state(config: Config) -> Result<AppState, StoreError> {
-    let files = FileStore::new(&config.storage.data_dir);
-    assemble(config, files).await
+    assemble(config, Role::Beside).await
 }
 
-async fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreError> {
+async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
     let Stores {
         tokens,
         sessions,
         poll_state,
-    } = backend::open(&config.storage).await?;
+        conversations,
+        metadata,
+    } = backend::open(&config.storage, role).await?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook);
@@ -66,7 +67,8 @@ async fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreErr
     let background = TaskTracker::new();
     let poller = Poller::new(
         graph.clone(),
-        files.clone(),
+        conversations.clone(),
+        metadata.clone(),
         tokens.clone(),
         poll_state,
         PollSettings::from_config(&config.poll),
@@ -76,13 +78,14 @@ async fn assemble(config: Config, files: FileStore) -> Result<AppState, StoreErr
         sessions,
         refresher: MetadataRefresher::new(
             graph.clone(),
-            files.clone(),
+            metadata.clone(),
             pages.clone(),
             background.clone(),
         ),
         background,
         pages,
-        files,
+        conversations,
+        metadata,
         states: StateSigner::new(config.state_token_secret.clone()),
         graph,
         shopify_tokens: ShopifyTokens::new(tokens.clone(), shopify.clone()),
@@ -115,11 +118,7 @@ impl Application {
                 source,
             })?;
         let addr = listener.local_addr().map_err(StartError::Serve)?;
-        let data_dir = config.storage.data_dir.clone();
-        let files = tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir))
-            .await
-            .map_err(StoreError::from)??;
-        let state = assemble(config, files).await?;
+        let state = assemble(config, Role::Server).await?;
         Ok(Application {
             listener,
             addr,
@@ -180,7 +179,7 @@ impl Application {
             );
         }
         // Everything written is flushed into the files: the next start has nothing to replay.
-        if let Err(err) = self.state.files.checkpoint().await {
+        if let Err(err) = self.state.conversations.checkpoint().await {
             tracing::error!(error = %err, "cannot flush the journal at shutdown; the next start replays it");
         }
         tracing::info!("salesbot stopped");

@@ -11,7 +11,7 @@ use crate::facebook::webhook::MetadataRefresher;
 use crate::oauth_state::StateSigner;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
-use crate::store::{FileStore, SessionStore, TokenStore};
+use crate::store::{ConversationStore, MetadataStore, SessionStore, TokenStore};
 
 /// What every handler may use: one shared [`Services`]. axum clones the state for every
 /// request, so it is a single reference count (cloning a dozen shared fields from both cores
@@ -39,7 +39,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub tokens: TokenStore,
     pub sessions: SessionStore,
-    pub files: FileStore,
+    pub conversations: ConversationStore,
+    pub metadata: MetadataStore,
     pub states: StateSigner,
     /// The one client for every outbound call (see `outbound`).
     pub http: reqwest::Client,

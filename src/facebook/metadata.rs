@@ -5,7 +5,7 @@ use secrecy::SecretString;
 
 use super::graph::{GraphClient, GraphError};
 use crate::domain::PageId;
-use crate::store::{FileStore, StoreError};
+use crate::store::{MetadataStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -17,11 +17,11 @@ pub enum MetadataError {
 
 pub async fn refresh(
     graph: &GraphClient,
-    files: &FileStore,
+    metadata: &MetadataStore,
     page: &PageId,
     token: &SecretString,
 ) -> Result<(), MetadataError> {
     let fields = graph.page_metadata(page, token).await?;
-    files.write_metadata(page, &fields).await?;
+    metadata.write(page, &fields).await?;
     Ok(())
 }

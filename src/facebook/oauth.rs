@@ -215,8 +215,6 @@ async fn connect_page(
                 "Facebook webhook subscription for page {page_id} failed: {e}"
             ))
         })?;
-    app.files
-        .write_metadata(page_id, &page.public_view())
-        .await?;
+    app.metadata.write(page_id, &page.public_view()).await?;
     Ok(())
 }

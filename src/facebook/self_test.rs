@@ -47,7 +47,7 @@ pub async fn webhooks(app: &AppState, page: &PageId) -> Vec<Value> {
 
 /// The metadata poll and the conversation poll of one page.
 pub async fn polls(app: &AppState, page: &PageId, token: &SecretString) -> Vec<Value> {
-    let metadata = metadata::refresh(&app.graph, &app.files, page, token);
+    let metadata = metadata::refresh(&app.graph, &app.metadata, page, token);
     vec![
         result(page, "metadata", metadata.await.map_err(|e| e.to_string())),
         result(

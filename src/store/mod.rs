@@ -10,10 +10,13 @@
 //! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks.
 //! - [`local`]: the embedded backend: `tokens.db` and `sessions.db` (SQLite).
 //! - [`postgres`]: the scale-out backend, shared by replicas (`DATABASE_URL`).
-//! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads.
+//! - [`conversations`]: the customers' conversations and the pages' metadata.
+//! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads: the embedded
+//!   backend of [`conversations`].
 
 pub mod backend;
 pub mod cipher;
+pub mod conversations;
 mod error;
 pub mod files;
 pub mod local;
@@ -22,6 +25,7 @@ pub mod postgres;
 pub mod sessions;
 pub mod tokens;
 
+pub use conversations::{ConversationStore, MetadataStore};
 pub use error::StoreError;
 pub use files::{FileStore, MessagingEvent};
 pub use poll_state::PollStateStore;

@@ -268,8 +268,8 @@ async fn a_message_stored_by_the_webhook_is_not_duplicated_by_the_poll() {
         SenderId::parse("5000").unwrap(),
     );
     s.state
-        .files
-        .add_to_conversation(&page, &customer, vec![webhook_event])
+        .conversations
+        .add(&page, &customer, vec![(&webhook_event).into()])
         .await
         .unwrap();
 

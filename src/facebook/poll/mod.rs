@@ -21,7 +21,7 @@ use crate::config::PollConfig;
 use crate::domain::PageId;
 use crate::facebook::graph::GraphClient;
 use crate::store::PollStateStore;
-use crate::store::{FileStore, StoreError, TokenKind, TokenStore, unix_now};
+use crate::store::{ConversationStore, MetadataStore, StoreError, TokenKind, TokenStore, unix_now};
 pub use page::{CONVERSATION_FIELDS, PageReport};
 
 /// How hard the poll may press on Meta.
@@ -111,7 +111,8 @@ pub enum PollError {
 #[derive(Debug, Clone)]
 pub struct Poller {
     graph: GraphClient,
-    files: FileStore,
+    conversations: ConversationStore,
+    metadata: MetadataStore,
     tokens: TokenStore,
     state: PollStateStore,
     settings: Arc<PollSettings>,
@@ -121,14 +122,16 @@ pub struct Poller {
 impl Poller {
     pub fn new(
         graph: GraphClient,
-        files: FileStore,
+        conversations: ConversationStore,
+        metadata: MetadataStore,
         tokens: TokenStore,
         state: PollStateStore,
         settings: PollSettings,
     ) -> Poller {
         Poller {
             graph,
-            files,
+            conversations,
+            metadata,
             tokens,
             state,
             settings: Arc::new(settings),
@@ -214,7 +217,8 @@ impl Poller {
         let mut report = PageReport::default();
         let poll = page::PagePoll {
             graph: &self.graph,
-            files: &self.files,
+            conversations: &self.conversations,
+            metadata: &self.metadata,
             settings: &self.settings,
             page,
             token,

@@ -11,7 +11,7 @@ use crate::domain::{PageId, SenderId};
 use crate::facebook::graph::{GraphClient, GraphError};
 use crate::facebook::subscription;
 use crate::store::files::PAGE_FIELDS;
-use crate::store::{FileStore, StoreError};
+use crate::store::{ConversationStore, MessagingEvent, MetadataStore, StoreError};
 
 /// What Graph is asked for per conversation; messages include attachments and stickers.
 pub const CONVERSATION_FIELDS: &str =
@@ -36,7 +36,8 @@ pub enum PageError {
 
 pub struct PagePoll<'a> {
     pub graph: &'a GraphClient,
-    pub files: &'a FileStore,
+    pub conversations: &'a ConversationStore,
+    pub metadata: &'a MetadataStore,
     pub settings: &'a PollSettings,
     pub page: &'a PageId,
     pub token: &'a SecretString,
@@ -65,7 +66,7 @@ impl PagePoll<'_> {
                 &[("fields", &fields), ("access_token", token)],
             )
             .await?;
-        self.files.write_metadata(self.page, &metadata).await?;
+        self.metadata.write(self.page, &metadata).await?;
         // Read through the pacer (retried like every poll call); Meta drops subscriptions after
         // an hour of failed deliveries.
         let apps_url = self
@@ -137,7 +138,7 @@ impl PagePoll<'_> {
                 report.messages_seen += 1;
                 reached_checkpoint |= self.older_than_checkpoint(message.get("created_time"));
                 match to_event(message) {
-                    Ok(event) => events.push(event),
+                    Ok(event) => events.push(MessagingEvent::from(event)),
                     Err(err) => tracing::warn!(page = %self.page, error = %err, "message skipped"),
                 }
             }
@@ -156,10 +157,7 @@ impl PagePoll<'_> {
             }
         }
         report.conversations += 1;
-        report.new_messages += self
-            .files
-            .add_to_conversation(self.page, &customer, events)
-            .await?;
+        report.new_messages += self.conversations.add(self.page, &customer, events).await?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::store::FileStore;
+use crate::store::ConversationStore;
 
 pub use ingest::SELF_TEST_SENDER;
 pub use refresh::MetadataRefresher;
@@ -86,7 +86,7 @@ async fn receive(
         }
     })?;
     let batch = ingest::sort(entries, &app.pages).await?;
-    let stored = store(&app.files, batch.conversations).await?;
+    let stored = store(&app.conversations, batch.conversations).await?;
     for page in batch.changed_pages {
         app.refresher.request(page);
     }
@@ -103,21 +103,19 @@ async fn receive(
 /// Writes every conversation of a batch, each in its own task so they proceed together; most
 /// deliveries carry one, which is written right here. Returns how many events were new.
 async fn store(
-    files: &FileStore,
+    store: &ConversationStore,
     conversations: Vec<ingest::ConversationEvents>,
 ) -> Result<usize, ApiError> {
     if let [_] = conversations.as_slice() {
         let one = conversations.into_iter().next().expect("one conversation");
-        return Ok(files
-            .add_to_conversation(&one.page, &one.customer, one.events)
-            .await?);
+        return Ok(store.add(&one.page, &one.customer, one.events).await?);
     }
     let mut writes = JoinSet::new();
     for conversation in conversations {
-        let files = files.clone();
+        let store = store.clone();
         writes.spawn(async move {
-            files
-                .add_to_conversation(
+            store
+                .add(
                     &conversation.page,
                     &conversation.customer,
                     conversation.events,

@@ -14,7 +14,7 @@ use crate::domain::PageId;
 use crate::facebook::graph::GraphClient;
 use crate::facebook::metadata;
 use crate::facebook::pages::PageDirectory;
-use crate::store::FileStore;
+use crate::store::MetadataStore;
 
 /// How long a refresh waits for more `changes` of the same page to arrive.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -29,7 +29,7 @@ enum Pending {
 pub struct MetadataRefresher {
     pending: Arc<Mutex<HashMap<PageId, Pending>>>,
     graph: GraphClient,
-    files: FileStore,
+    metadata: MetadataStore,
     pages: PageDirectory,
     tasks: TaskTracker,
 }
@@ -37,14 +37,14 @@ pub struct MetadataRefresher {
 impl MetadataRefresher {
     pub fn new(
         graph: GraphClient,
-        files: FileStore,
+        metadata: MetadataStore,
         pages: PageDirectory,
         tasks: TaskTracker,
     ) -> Self {
         MetadataRefresher {
             pending: Arc::default(),
             graph,
-            files,
+            metadata,
             pages,
             tasks,
         }
@@ -88,7 +88,7 @@ impl MetadataRefresher {
                 return tracing::error!(page = %page, error = %err, "metadata refresh: token store failed");
             }
         };
-        match metadata::refresh(&self.graph, &self.files, page, &token).await {
+        match metadata::refresh(&self.graph, &self.metadata, page, &token).await {
             Ok(()) => tracing::info!(page = %page, "page metadata refreshed"),
             Err(err) => tracing::warn!(page = %page, error = %err, "page metadata refresh failed"),
         }

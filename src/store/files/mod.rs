@@ -290,5 +290,32 @@ impl FileStore {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::store::conversations::Conversations for FileStore {
+    async fn add(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        events: Vec<MessagingEvent>,
+    ) -> Result<usize, StoreError> {
+        self.add_to_conversation(page, customer, events).await
+    }
+
+    async fn read(&self, page: &PageId, customer: &SenderId) -> Result<Vec<Value>, StoreError> {
+        self.read_conversation(page, customer).await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        FileStore::checkpoint(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::conversations::PageMetadata for FileStore {
+    async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError> {
+        self.write_metadata(page, page_fields).await
+    }
+}
+
 #[cfg(test)]
 mod journal_tests;
