@@ -59,6 +59,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         poll_state,
         conversations,
         metadata,
+        publisher,
     } = backend::open(&config.storage, role).await?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
@@ -86,6 +87,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         pages,
         conversations,
         metadata,
+        publisher,
         states: StateSigner::new(config.state_token_secret.clone()),
         graph,
         shopify_tokens: ShopifyTokens::new(tokens.clone(), shopify.clone()),
@@ -148,6 +150,12 @@ impl Application {
         tracing::info!("salesbot listening on http://{}", self.addr);
         let schedule =
             scheduler::start(self.state.poller.clone(), &self.state.config.poll.schedule).await?;
+        let publishing = tokio_util::sync::CancellationToken::new();
+        let publisher = self
+            .state
+            .publisher
+            .clone()
+            .map(|publisher| tokio::spawn(publisher.run(publishing.clone())));
         // Answers go out at once: with Nagle's algorithm on, a small write waits for the ACK
         // of the one before, which a client may delay by up to 40 ms.
         let listener = self.listener.tap_io(|tcp| {
@@ -177,6 +185,13 @@ impl Application {
                 left = background.len(),
                 "background work still running at shutdown; abandoned"
             );
+        }
+        // The objects the bot reads catch up with the last events before the process ends.
+        publishing.cancel();
+        if let Some(publisher) = publisher
+            && let Err(err) = publisher.await
+        {
+            tracing::error!(error = %err, "the publisher stopped unexpectedly");
         }
         // Everything written is flushed into the files: the next start has nothing to replay.
         if let Err(err) = self.state.conversations.checkpoint().await {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use secrecy::{SecretBox, SecretString};
 use url::Url;
 
+pub use crate::store::objects::StorageUrl;
 pub use parse::{ConfigError, Problem};
 
 /// The names of the variables without which salesbot cannot start (the original's list).
@@ -85,6 +86,11 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Connections at most, per process (`DATABASE_POOL_SIZE`).
     pub pool_size: usize,
+    /// Where the tree the bot reads is published (`STORAGE_URL`; default `file://DATA_DIR`).
+    pub objects: StorageUrl,
+    /// A changing conversation's object is rewritten at most this often
+    /// (`STORAGE_PUBLISH_INTERVAL`, seconds).
+    pub publish_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

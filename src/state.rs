@@ -41,6 +41,8 @@ pub struct Services {
     pub sessions: SessionStore,
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
+    /// With PostgreSQL: publishes conversations to the objects the bot reads (run by the app).
+    pub publisher: Option<crate::store::postgres::Publisher>,
     pub states: StateSigner,
     /// The one client for every outbound call (see `outbound`).
     pub http: reqwest::Client,

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{
     Config, DatabaseConfig, FacebookConfig, PollConfig, PollSchedule, REQUIRED, ShopifyConfig,
-    StorageConfig,
+    StorageConfig, StorageUrl,
 };
 
 /// One thing wrong with the environment.
@@ -110,12 +110,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         });
         let self_test = self.parsed("OAUTH_SELF_TEST", "true", boolean);
         let key = self.encryption_key(&state_secret);
-        let database = self.database();
+        let data_dir = PathBuf::from(self.optional("DATA_DIR", "."));
+        let database = self.database(&data_dir);
 
         let storage = StorageConfig {
             token_db_path: PathBuf::from(self.optional("TOKEN_DB_PATH", "./data/tokens.db")),
             session_db_path: PathBuf::from(self.optional("SESSION_DB_PATH", "./data/sessions.db")),
-            data_dir: PathBuf::from(self.optional("DATA_DIR", ".")),
+            data_dir,
             encryption_key_derived: matches!(key, Some((_, true))),
             encryption_key: match key {
                 Some((key, _)) => key,
@@ -271,12 +272,29 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 
     /// `DATABASE_URL` (unset: the embedded SQLite backend) and `DATABASE_POOL_SIZE`.
-    fn database(&mut self) -> Option<DatabaseConfig> {
+    fn database(&mut self, data_dir: &std::path::Path) -> Option<DatabaseConfig> {
         let pool_size = self.parsed("DATABASE_POOL_SIZE", "16", |v| match v.parse::<usize>() {
             Ok(n @ 1..=1000) => Ok(n),
             _ => Err("must be a whole number from 1 to 1000".to_string()),
         });
-        let url = self.raw("DATABASE_URL")?;
+        let default_objects = format!("file://{}", data_dir.display());
+        let objects = self.parsed("STORAGE_URL", &default_objects, StorageUrl::parse);
+        let interval = self.parsed("STORAGE_PUBLISH_INTERVAL", "2", |v| {
+            match v.parse::<f64>() {
+                Ok(s) if (0.0..=3600.0).contains(&s) => Ok(std::time::Duration::from_secs_f64(s)),
+                _ => Err("must be a number of seconds from 0 to 3600".to_string()),
+            }
+        });
+        let Some(url) = self.raw("DATABASE_URL") else {
+            if self.raw("STORAGE_URL").is_some() {
+                return self.invalid(
+                    "STORAGE_URL",
+                    "needs DATABASE_URL: the embedded backend writes its files under DATA_DIR"
+                        .into(),
+                );
+            }
+            return None;
+        };
         // The URL may carry a password: the reason never repeats it.
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !postgres || url.parse::<tokio_postgres::Config>().is_err() {
@@ -290,6 +308,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         Some(DatabaseConfig {
             url: SecretString::from(url),
             pool_size: pool_size?,
+            objects: objects?,
+            publish_interval: interval?,
         })
     }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::cipher::Cipher;
 use super::local::SqlitePollState;
-use super::postgres::{PgDatabase, PgPollState, PgSessions, PgTokens};
+use super::objects::ObjectTree;
+use super::postgres::{PgConversations, PgDatabase, PgPollState, PgSessions, PgTokens, Publisher};
 use super::{
     ConversationStore, FileStore, MetadataStore, PollStateStore, SessionStore, StoreError,
     TokenStore,
@@ -20,6 +21,8 @@ pub struct Stores {
     pub poll_state: PollStateStore,
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
+    /// With PostgreSQL, in the server: what keeps the objects the bot reads up to date.
+    pub publisher: Option<Publisher>,
 }
 
 /// Which process is opening the stores: the conversation files are written through a
@@ -35,33 +38,38 @@ pub enum Role {
 /// replaying the journal of the server's files when it left one).
 pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreError> {
     let cipher = Cipher::new(&storage.encryption_key);
-    let files = match role {
-        Role::Beside => FileStore::new(&storage.data_dir),
-        Role::Server => {
-            let data_dir = storage.data_dir.clone();
-            tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir)).await??
-        }
-    };
-    let files = Arc::new(files);
     let Some(database) = &storage.database else {
+        let files = Arc::new(match role {
+            Role::Beside => FileStore::new(&storage.data_dir),
+            Role::Server => {
+                let data_dir = storage.data_dir.clone();
+                tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir)).await??
+            }
+        });
         return Ok(Stores {
             tokens: TokenStore::open_sqlite(&storage.token_db_path, cipher.clone())?,
             sessions: SessionStore::open_sqlite(&storage.session_db_path, cipher)?,
             poll_state: Arc::new(SqlitePollState::open(&storage.token_db_path)?),
             conversations: files.clone(),
             metadata: files,
+            publisher: None,
         });
     };
     let db = PgDatabase::connect(&database.url, database.pool_size).await?;
+    let objects = ObjectTree::open(&database.objects)?;
     tracing::info!(
         pool = database.pool_size,
-        "tokens, sessions and poll checkpoints in PostgreSQL"
+        objects = ?database.objects,
+        "every store in PostgreSQL; the bot's tree published to the objects"
     );
+    let publisher = (role == Role::Server)
+        .then(|| Publisher::new(db.clone(), objects.clone(), database.publish_interval));
     Ok(Stores {
         tokens: TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher.clone()),
         sessions: SessionStore::new(Arc::new(PgSessions::new(db.clone())), cipher),
-        poll_state: Arc::new(PgPollState::new(db)),
-        conversations: files.clone(),
-        metadata: files,
+        poll_state: Arc::new(PgPollState::new(db.clone())),
+        conversations: Arc::new(PgConversations::new(db)),
+        metadata: Arc::new(objects),
+        publisher,
     })
 }

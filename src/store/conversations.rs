@@ -38,3 +38,76 @@ pub trait PageMetadata: Send + Sync + std::fmt::Debug {
     /// Replaces the page's metadata document with the non-sensitive fields of `page_fields`.
     async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError>;
 }
+
+/// What every backend must do (run on the files in `store::files`, on PostgreSQL in
+/// `store::postgres`).
+#[cfg(test)]
+pub(crate) mod contract {
+    use serde_json::json;
+
+    use super::*;
+
+    pub(crate) fn event(customer: &str, mid: Option<&str>, ts: Option<i64>) -> MessagingEvent {
+        let mut event = json!({"sender": {"id": customer}, "recipient": {"id": "101"}});
+        if let Some(ts) = ts {
+            event["timestamp"] = json!(ts);
+        }
+        match mid {
+            Some(mid) => event["message"] = json!({"mid": mid, "text": format!("text of {mid}")}),
+            None => event["delivery"] = json!({"watermark": ts.unwrap_or(0)}),
+        }
+        MessagingEvent::from(event)
+    }
+
+    fn mids(events: &[Value]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                e.pointer("/message/mid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The deliveries `sequence` applies, in order (a customer's conversation, page 101).
+    pub(crate) fn sequence() -> Vec<Vec<MessagingEvent>> {
+        vec![
+            vec![
+                event("7001", Some("m2"), Some(2_000)),
+                event("7001", Some("m1"), Some(1_000)),
+            ],
+            // A redelivery, a duplicate inside one delivery, an event without a mid.
+            vec![
+                event("7001", Some("m1"), Some(1_000)),
+                event("7001", Some("m3"), Some(3_000)),
+                event("7001", Some("m3"), Some(3_000)),
+                event("7001", None, Some(2_500)),
+            ],
+            // An older message arriving late, the same receipt again, one with no time.
+            vec![
+                event("7001", Some("m0"), Some(500)),
+                event("7001", None, Some(2_500)),
+                event("7001", Some("m4"), None),
+            ],
+        ]
+    }
+
+    pub(crate) async fn deduplicates_and_orders(store: &dyn Conversations) {
+        let page = PageId::parse("101").unwrap();
+        let customer = SenderId::parse("7001").unwrap();
+        assert!(store.read(&page, &customer).await.unwrap().is_empty());
+        let mut added = Vec::new();
+        for delivery in sequence() {
+            added.push(store.add(&page, &customer, delivery).await.unwrap());
+        }
+        assert_eq!(added, [2, 2, 2]);
+        let stored = store.read(&page, &customer).await.unwrap();
+        // An event without a time keeps its place after the one before it in its delivery.
+        assert_eq!(mids(&stored), ["m0", "m4", "m1", "m2", "-", "m3"]);
+        let other = SenderId::parse("7002").unwrap();
+        assert!(store.read(&page, &other).await.unwrap().is_empty());
+        assert_eq!(store.add(&page, &customer, Vec::new()).await.unwrap(), 0);
+    }
+}

@@ -10,6 +10,8 @@
 //! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks.
 //! - [`local`]: the embedded backend: `tokens.db` and `sessions.db` (SQLite).
 //! - [`postgres`]: the scale-out backend, shared by replicas (`DATABASE_URL`).
+//! - [`objects`]: the tree the bot reads as objects (`STORAGE_URL`: a folder or a bucket),
+//!   published from PostgreSQL.
 //! - [`conversations`]: the customers' conversations and the pages' metadata.
 //! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads: the embedded
 //!   backend of [`conversations`].
@@ -20,6 +22,7 @@ pub mod conversations;
 mod error;
 pub mod files;
 pub mod local;
+pub mod objects;
 pub mod poll_state;
 pub mod postgres;
 pub mod sessions;

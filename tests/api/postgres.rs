@@ -4,6 +4,9 @@
 //! Ignored by a plain `cargo test` (they need Debian's `postgresql`); `.ci/run` installs it
 //! and runs them: `cargo test --locked -- --ignored postgres`.
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
 use salesbot::engines::postgres::{Durability, Postgres};
 use serde_json::{Value, json};
 
@@ -12,8 +15,42 @@ use crate::helpers::{TestApp, spawn_using};
 use crate::stand_in::StandIn;
 use crate::webhook::post;
 
-async fn replica(stand_in: &StandIn, server: &Postgres) -> TestApp {
-    spawn_using(stand_in, &[("DATABASE_URL", &server.url("postgres"))]).await
+/// A replica of the shared database, publishing the bot's tree into `objects` (a folder
+/// every replica names, as they would all name one bucket).
+async fn replica(stand_in: &StandIn, server: &Postgres, objects: &Path) -> TestApp {
+    let storage = format!("file://{}", objects.display());
+    spawn_using(
+        stand_in,
+        &[
+            ("DATABASE_URL", &server.url("postgres")),
+            ("STORAGE_URL", &storage),
+            ("STORAGE_PUBLISH_INTERVAL", "0.5"),
+        ],
+    )
+    .await
+}
+
+/// The conversation object once it holds `count` events (the replicas' publishers run on
+/// this test's runtime: wait without blocking it).
+async fn published(objects: &Path, page: &str, customer: &str, count: usize) -> Vec<Value> {
+    let path = objects.join(format!("facebook/{page}/conversations/{customer}.json"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events: Vec<Value> = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} of {count} events after 30 s",
+            path.display(),
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn message(page: &str, sender: &str, mid: &str) -> Vec<u8> {
@@ -30,8 +67,9 @@ fn message(page: &str, sender: &str, mid: &str) -> Vec<u8> {
 async fn postgres_any_replica_takes_any_oauth_step_and_any_webhook() {
     let server = Postgres::start(Durability::Fast).unwrap();
     let stand_in = StandIn::start().await;
-    let a = replica(&stand_in, &server).await;
-    let b = replica(&stand_in, &server).await;
+    let objects = tempfile::tempdir().unwrap();
+    let a = replica(&stand_in, &server, objects.path()).await;
+    let b = replica(&stand_in, &server, objects.path()).await;
 
     // Shopify: login on A, Shopify sends the browser back to B.
     let started = shopify_login(&a, "demo-store").await;
@@ -67,14 +105,72 @@ async fn postgres_any_replica_takes_any_oauth_step_and_any_webhook() {
     );
 
     // A connected nothing itself, yet knows the pages B connected: it stores their events
-    // (an unknown page's would be skipped with a 200 too, so the file is what tells).
+    // (an unknown page's would be skipped with a 200 too, so the stored events tell).
     for (app, mid) in [(&a, "m_on_a"), (&b, "m_on_b")] {
         let answer = post(app, &message("101", "7001", mid), true).await;
         assert_eq!(answer.status(), 200, "{mid}");
-        let file = app.dir.path().join("facebook/101/conversations/7001.json");
-        let stored: Vec<Value> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0]["message"]["mid"], mid);
+    }
+    let events = published(objects.path(), "101", "7001", 2).await;
+    let mids: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"]["mid"].as_str().unwrap())
+        .collect();
+    assert_eq!(mids, ["m_on_a", "m_on_b"]);
+    // Nothing goes to a replica's own facebook/ tree: the objects are the bot's tree.
+    for app in [&a, &b] {
+        assert!(!app.dir.path().join("facebook").exists());
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_800_webhooks_over_two_replicas_each_redelivered_are_stored_once_in_order() {
+    const CUSTOMERS: usize = 40;
+    const EACH: usize = 20;
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let stand_in = StandIn::start().await;
+    let objects = tempfile::tempdir().unwrap();
+    let a = std::sync::Arc::new(replica(&stand_in, &server, objects.path()).await);
+    let b = std::sync::Arc::new(replica(&stand_in, &server, objects.path()).await);
+    crate::poll::connect(&a.state, "101", "EAAPAGE101").await;
+
+    // Message n of customer c, at time n: delivered to one replica and again to the other,
+    // all at once, so deliveries and redeliveries race each other on both.
+    let mut sends = tokio::task::JoinSet::new();
+    for c in 0..CUSTOMERS {
+        for n in 0..EACH {
+            let (first, second) = match (c + n) % 2 {
+                0 => (a.clone(), b.clone()),
+                _ => (b.clone(), a.clone()),
+            };
+            let body = serde_json::to_vec(
+                &json!({"object": "page", "entry": [{"id": "101", "messaging": [{
+                "sender": {"id": format!("{}", 8000 + c)}, "recipient": {"id": "101"},
+                "timestamp": 1_800_000_000_000_i64 + n as i64,
+                "message": {"mid": format!("m_{c}_{n}"), "text": "hi"}}]}]}),
+            )
+            .unwrap();
+            sends.spawn(async move {
+                for app in [first, second] {
+                    assert_eq!(post(&app, &body, true).await.status(), 200);
+                }
+            });
+        }
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent.unwrap();
+    }
+    for c in 0..CUSTOMERS {
+        let events = published(objects.path(), "101", &format!("{}", 8000 + c), EACH).await;
+        let mids: Vec<String> = events
+            .iter()
+            .map(|e| e["message"]["mid"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|n| format!("m_{c}_{n}")).collect();
+        assert_eq!(
+            mids, expected,
+            "customer {c}: every mid once, in time order"
+        );
     }
 }
 
@@ -83,7 +179,8 @@ async fn postgres_any_replica_takes_any_oauth_step_and_any_webhook() {
 async fn postgres_out_of_reach_is_a_503_then_work_resumes() {
     let mut server = Postgres::start(Durability::Full).unwrap();
     let stand_in = StandIn::start().await;
-    let app = replica(&stand_in, &server).await;
+    let objects = tempfile::tempdir().unwrap();
+    let app = replica(&stand_in, &server, objects.path()).await;
     assert_eq!(
         app.client
             .get(app.url("/healthz"))
@@ -142,7 +239,6 @@ async fn shopify_login_response(app: &TestApp) -> u16 {
 async fn postgres_three_replicas_firing_together_poll_once() {
     use salesbot::sandbox::world::Page;
     use salesbot::sandbox::{Sandbox, World};
-    use std::time::Duration;
 
     let server = Postgres::start(Durability::Fast).unwrap();
     let page =
@@ -179,9 +275,9 @@ async fn postgres_three_replicas_firing_together_poll_once() {
             .filter(|c| c.path.ends_with("/101/conversations"))
             .count()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while lists() == 0 {
-        assert!(std::time::Instant::now() < deadline, "no scheduled poll");
+        assert!(Instant::now() < deadline, "no scheduled poll");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Every replica has fired by now (the scheduler ticks every 500 ms).

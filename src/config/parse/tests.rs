@@ -237,3 +237,36 @@ fn database_url_is_optional_checked_and_never_echoed() {
             .contains("DATABASE_POOL_SIZE")
     );
 }
+
+#[test]
+fn storage_url_defaults_to_the_data_dir_and_needs_a_database() {
+    use crate::config::StorageUrl;
+    let mut env = complete();
+    env.insert("DATA_DIR", "/srv/bot".into());
+    env.insert("DATABASE_URL", "postgres://localhost/salesbot".into());
+    let database = load(&env).unwrap().storage.database.unwrap();
+    assert_eq!(database.objects, StorageUrl::File("/srv/bot".into()));
+    assert_eq!(database.publish_interval, std::time::Duration::from_secs(2));
+
+    env.insert("STORAGE_URL", "s3://bot-data/shop-1".into());
+    env.insert("STORAGE_PUBLISH_INTERVAL", "0.5".into());
+    let database = load(&env).unwrap().storage.database.unwrap();
+    assert_eq!(
+        database.objects,
+        StorageUrl::S3 {
+            bucket: "bot-data".into(),
+            prefix: "shop-1".into()
+        }
+    );
+    assert_eq!(
+        database.publish_interval,
+        std::time::Duration::from_millis(500)
+    );
+
+    env.insert("STORAGE_URL", "ftp://x".into());
+    assert!(load(&env).unwrap_err().to_string().contains("STORAGE_URL"));
+    env.remove("DATABASE_URL");
+    env.insert("STORAGE_URL", "s3://bot-data".into());
+    let err = load(&env).unwrap_err().to_string();
+    assert!(err.contains("STORAGE_URL: needs DATABASE_URL"), "{err}");
+}

@@ -28,7 +28,7 @@ pub const PAGE_FIELDS: [&str; 14] = [
     "created_time",
 ];
 
-pub(super) fn document(page_fields: &Value) -> Value {
+pub(crate) fn document(page_fields: &Value) -> Value {
     let kept: Map<String, Value> = PAGE_FIELDS
         .iter()
         .filter_map(|&field| Some((field.to_string(), page_fields.get(field)?.clone())))
@@ -39,11 +39,12 @@ pub(super) fn document(page_fields: &Value) -> Value {
 pub(super) fn write(path: &Path, document: &Value) -> Result<(), StoreError> {
     let dir = path.parent().expect("metadata lives in a page folder");
     ensure_dir(dir)?;
-    let bytes = serde_json::to_vec_pretty(document).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes(document))
+}
+
+/// The file's bytes: pretty JSON (a person may read it), the same in every backend.
+pub(crate) fn bytes(document: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(document).expect("a Value always serialises")
 }
 
 #[cfg(test)]

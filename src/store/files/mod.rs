@@ -16,7 +16,7 @@ mod conversation;
 mod flush_failures;
 mod group_sync;
 mod journal;
-mod metadata;
+pub(crate) mod metadata;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use serde_json::Value;
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 pub use conversation::MessagingEvent;
+pub(crate) use conversation::render_document;
 use conversation::{ConversationPaths, Conversations};
 
 pub use metadata::PAGE_FIELDS;
@@ -319,3 +320,15 @@ impl crate::store::conversations::PageMetadata for FileStore {
 
 #[cfg(test)]
 mod journal_tests;
+
+#[cfg(test)]
+mod contract_tests {
+    use super::FileStore;
+    use crate::store::conversations::contract;
+
+    #[tokio::test]
+    async fn the_files_deduplicate_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::deduplicates_and_orders(&FileStore::new(dir.path())).await;
+    }
+}

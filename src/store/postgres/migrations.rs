@@ -35,6 +35,30 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 2: scheduled poll runs taken, so replicas sharing a schedule poll once per run.
     "CREATE TABLE poll_runs (slot BIGINT PRIMARY KEY);",
+    // 3: every stored Messenger event. `version` counts the writes to a conversation,
+    // `published` the last one its object shows; a lease keeps two replicas from publishing
+    // the same conversation at once (an older render could land last).
+    "CREATE TABLE conversations (
+         id BIGSERIAL PRIMARY KEY,
+         page_id TEXT NOT NULL,
+         customer_id TEXT NOT NULL,
+         version BIGINT NOT NULL DEFAULT 1,
+         published BIGINT NOT NULL DEFAULT 0,
+         changed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+         published_at TIMESTAMPTZ,
+         lease_until TIMESTAMPTZ,
+         UNIQUE (page_id, customer_id)
+     );
+     CREATE INDEX conversations_due ON conversations (changed_at) WHERE version > published;
+     CREATE TABLE events (
+         conversation BIGINT NOT NULL REFERENCES conversations (id),
+         key BYTEA NOT NULL,
+         ts BIGINT,
+         seq BIGSERIAL NOT NULL,
+         line TEXT NOT NULL,
+         PRIMARY KEY (conversation, key)
+     );
+     CREATE INDEX events_in_order ON events (conversation, seq);",
 ];
 
 /// The version this build brings a database to.

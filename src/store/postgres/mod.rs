@@ -4,8 +4,10 @@
 //! database that cannot be reached surfaces as [`StoreError::Unavailable`], which the HTTP
 //! layer answers with 503 (Meta redelivers), never as a crash.
 
+mod conversations;
 mod migrations;
 mod poll_state;
+mod publisher;
 mod sessions;
 mod tokens;
 
@@ -20,8 +22,10 @@ use tokio_postgres::NoTls;
 
 use super::StoreError;
 
+pub use conversations::PgConversations;
 pub use migrations::LATEST_VERSION;
 pub use poll_state::PgPollState;
+pub use publisher::Publisher;
 pub use sessions::PgSessions;
 pub use tokens::PgTokens;
 

@@ -116,7 +116,9 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
 
     // A database left at version 1 by an older build is brought up to date.
     client
-        .batch_execute("DROP TABLE poll_runs; UPDATE salesbot_schema SET version = 1")
+        .batch_execute(
+            "DROP TABLE events, conversations, poll_runs; UPDATE salesbot_schema SET version = 1",
+        )
         .await
         .unwrap();
     connect(&server).await;
@@ -192,4 +194,75 @@ async fn postgres_down_is_unavailable_and_comes_back() {
             Err(err) => panic!("the database came back but the store did not: {err:?}"),
         }
     }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_conversations_match_the_files_byte_for_byte() {
+    use crate::domain::{PageId, SenderId};
+    use crate::store::FileStore;
+    use crate::store::conversations::{Conversations, contract};
+    use crate::store::objects::{ObjectTree, StorageUrl};
+
+    use super::{PgConversations, Publisher};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let db = connect(&server).await;
+    let store = PgConversations::new(db.clone());
+    contract::deduplicates_and_orders(&store).await;
+
+    // The same deliveries through the files and through PostgreSQL + a published object.
+    let dir = tempfile::tempdir().unwrap();
+    let files = FileStore::new(&dir.path().join("files"));
+    let objects = ObjectTree::open(&StorageUrl::File(dir.path().join("objects"))).unwrap();
+    let (page, customer) = (
+        PageId::parse("101").unwrap(),
+        SenderId::parse("7001").unwrap(),
+    );
+    for delivery in contract::sequence() {
+        files
+            .add_to_conversation(&page, &customer, delivery)
+            .await
+            .unwrap();
+    }
+    // Two publishers (two replicas) at once: each conversation is published, once per change.
+    let publishers = [
+        Publisher::new(db.clone(), objects.clone(), Duration::ZERO),
+        Publisher::new(connect(&server).await, objects.clone(), Duration::ZERO),
+    ];
+    let (a, b) = tokio::join!(
+        publishers[0].pass(Duration::ZERO),
+        publishers[1].pass(Duration::ZERO)
+    );
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        1,
+        "one conversation, published once"
+    );
+    let object = objects
+        .conversation(&page, &customer)
+        .await
+        .unwrap()
+        .unwrap();
+    let file = std::fs::read(files.conversation_path(&page, &customer)).unwrap();
+    assert_eq!(
+        String::from_utf8(object).unwrap(),
+        String::from_utf8(file).unwrap()
+    );
+    // Nothing changed: nothing to publish. A change: published again.
+    assert_eq!(publishers[0].pass(Duration::ZERO).await.unwrap(), 0);
+    let late = vec![contract::event("7001", Some("m9"), Some(9_000))];
+    assert_eq!(store.add(&page, &customer, late).await.unwrap(), 1);
+    // Within the interval a changed conversation waits; after it, it goes out.
+    assert_eq!(
+        publishers[1].pass(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    assert_eq!(publishers[1].pass(Duration::ZERO).await.unwrap(), 1);
+    let object = objects
+        .conversation(&page, &customer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8(object).unwrap().contains("\"m9\""));
 }

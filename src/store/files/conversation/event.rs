@@ -40,7 +40,8 @@ impl MessagingEvent {
         })
     }
 
-    pub(super) fn line(&self) -> &[u8] {
+    /// The event's compact JSON, one line, valid UTF-8: what a conversation stores.
+    pub(crate) fn line(&self) -> &[u8] {
         &self.line
     }
 
@@ -48,7 +49,13 @@ impl MessagingEvent {
         self.key
     }
 
-    pub(super) fn timestamp(&self) -> Option<i64> {
+    /// How the event is recognised as stored already (its `message.mid`, or the whole event),
+    /// as 16 bytes: the same in every backend, so both deduplicate alike.
+    pub(crate) fn key_bytes(&self) -> [u8; 16] {
+        self.key.to_be_bytes()
+    }
+
+    pub(crate) fn timestamp(&self) -> Option<i64> {
         self.timestamp
     }
 

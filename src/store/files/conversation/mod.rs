@@ -37,6 +37,13 @@ use super::journal::{Entry, Journal, Record};
 use crate::domain::{PageId, SenderId};
 use crate::store::StoreError;
 pub use event::MessagingEvent;
+
+/// A whole conversation document from its events in arrival order: sorted as the files sort
+/// them and laid out line by line as they are, byte for byte (another backend renders with it).
+pub(crate) fn render_document(mut events: Vec<MessagingEvent>) -> Vec<u8> {
+    sort_chronologically(&mut events);
+    format::render(&events)
+}
 use format::{
     EventKey, Summary, TAIL, as_json_array, keep_unseen, parse, render, render_append,
     sort_chronologically, summarize,

@@ -1,0 +1,144 @@
+//! Publishing conversations from PostgreSQL to the object tree the bot reads.
+//!
+//! Every replica runs one. A pass leases up to [`BATCH`] conversations changed since their
+//! object was last written and not written within the interval (`STORAGE_PUBLISH_INTERVAL`,
+//! so a busy conversation's object is rewritten at most that often), renders each from its
+//! events exactly as the files would hold them, puts it, and records the version it shows.
+//! The lease keeps two replicas off the same conversation (an older render could land last);
+//! one that dies mid-publish lets its lease run out and another takes over.
+
+use std::time::Duration;
+
+use super::PgDatabase;
+use crate::store::files::render_document;
+use crate::store::objects::ObjectTree;
+use crate::store::{MessagingEvent, StoreError};
+
+/// Conversations leased by one pass.
+const BATCH: i64 = 64;
+/// How long a lease protects a publish in progress.
+const LEASE_SECS: f64 = 60.0;
+/// The pause between passes that found nothing to do.
+const IDLE: Duration = Duration::from_millis(200);
+
+const LEASE: &str = "
+UPDATE conversations SET lease_until = now() + make_interval(secs => $3)
+WHERE id IN (
+    SELECT id FROM conversations
+    WHERE version > published
+      AND (lease_until IS NULL OR lease_until < now())
+      AND (published_at IS NULL OR published_at <= now() - make_interval(secs => $1))
+    ORDER BY changed_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, page_id, customer_id, version";
+
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    db: PgDatabase,
+    objects: ObjectTree,
+    interval: Duration,
+}
+
+impl Publisher {
+    pub fn new(db: PgDatabase, objects: ObjectTree, interval: Duration) -> Publisher {
+        Publisher {
+            db,
+            objects,
+            interval,
+        }
+    }
+
+    /// Publishes until `stop` fires, then makes a last pass that ignores the interval, so a
+    /// clean stop leaves every object up to date.
+    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let published = tokio::select! {
+                () = stop.cancelled() => break,
+                result = self.pass(self.interval) => result,
+            };
+            match published {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::warn!(error = %err, "publishing conversations failed; retrying")
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(IDLE) => {}
+            }
+        }
+        while let Ok(n @ 1..) = self.pass(Duration::ZERO).await {
+            tracing::debug!(published = n, "published at shutdown");
+        }
+    }
+
+    /// One pass: how many conversations were published.
+    pub async fn pass(&self, interval: Duration) -> Result<usize, StoreError> {
+        let client = self.db.client().await?;
+        let leased = client
+            .query(LEASE, &[&interval.as_secs_f64(), &BATCH, &LEASE_SECS])
+            .await?;
+        drop(client);
+        let mut published = 0;
+        for row in &leased {
+            let (id, page, customer, version): (i64, String, String, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            match self.publish(id, &page, &customer, version).await {
+                Ok(()) => published += 1,
+                Err(err) => {
+                    tracing::warn!(page = %page, customer = %customer, error = %err, "cannot publish a conversation; it stays due");
+                    let client = self.db.client().await?;
+                    client
+                        .execute(
+                            "UPDATE conversations SET lease_until = NULL WHERE id = $1",
+                            &[&id],
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    async fn publish(
+        &self,
+        id: i64,
+        page: &str,
+        customer: &str,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        // Read after the lease: the events of `version` at least are committed.
+        let rows = self
+            .db
+            .client()
+            .await?
+            .query(
+                "SELECT line FROM events WHERE conversation = $1 ORDER BY seq",
+                &[&id],
+            )
+            .await?;
+        let events: Vec<MessagingEvent> = rows
+            .iter()
+            .filter_map(|row| MessagingEvent::from_json(row.get::<_, &str>(0).as_bytes()))
+            .collect();
+        self.objects
+            .put(
+                &ObjectTree::conversation_key(page, customer),
+                render_document(events),
+            )
+            .await?;
+        self.db
+            .client()
+            .await?
+            .execute(
+                "UPDATE conversations
+                 SET published = GREATEST(published, $2), published_at = now(), lease_until = NULL
+                 WHERE id = $1",
+                &[&id, &version],
+            )
+            .await?;
+        Ok(())
+    }
+}
