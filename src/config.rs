@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use secrecy::{SecretBox, SecretString};
 use url::Url;
 
-pub use crate::store::objects::StorageUrl;
+pub use crate::store::objects::{S3Settings, StorageUrl};
 pub use parse::{ConfigError, Problem};
 
 /// The names of the variables without which salesbot cannot start (the original's list).
@@ -88,6 +88,8 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// Where the tree the bot reads is published (`STORAGE_URL`; default `file://DATA_DIR`).
     pub objects: StorageUrl,
+    /// For an `s3://` `STORAGE_URL`: the standard `AWS_*` settings.
+    pub s3: S3Settings,
     /// A changing conversation's object is rewritten at most this often
     /// (`STORAGE_PUBLISH_INTERVAL`, seconds).
     pub publish_interval: std::time::Duration,

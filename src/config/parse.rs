@@ -13,8 +13,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{
-    Config, DatabaseConfig, FacebookConfig, PollConfig, PollSchedule, REQUIRED, ShopifyConfig,
-    StorageConfig, StorageUrl,
+    Config, DatabaseConfig, FacebookConfig, PollConfig, PollSchedule, REQUIRED, S3Settings,
+    ShopifyConfig, StorageConfig, StorageUrl,
 };
 
 /// One thing wrong with the environment.
@@ -285,6 +285,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 _ => Err("must be a number of seconds from 0 to 3600".to_string()),
             }
         });
+        let allow_http = self.parsed("AWS_ALLOW_HTTP", "false", boolean);
         let Some(url) = self.raw("DATABASE_URL") else {
             if self.raw("STORAGE_URL").is_some() {
                 return self.invalid(
@@ -310,6 +311,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             pool_size: pool_size?,
             objects: objects?,
             publish_interval: interval?,
+            s3: S3Settings {
+                endpoint: self.raw("AWS_ENDPOINT_URL"),
+                region: self.raw("AWS_REGION"),
+                access_key_id: self.raw("AWS_ACCESS_KEY_ID"),
+                secret_access_key: self.raw("AWS_SECRET_ACCESS_KEY").map(SecretString::from),
+                allow_http: allow_http?,
+            },
         })
     }
 

@@ -56,7 +56,7 @@ pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreEr
         });
     };
     let db = PgDatabase::connect(&database.url, database.pool_size).await?;
-    let objects = ObjectTree::open(&database.objects)?;
+    let objects = ObjectTree::open(&database.objects, &database.s3)?;
     tracing::info!(
         pool = database.pool_size,
         objects = ?database.objects,

@@ -55,6 +55,23 @@ impl StorageUrl {
     }
 }
 
+/// The standard `AWS_*` settings, read with the rest of the configuration (so a test or the
+/// demo can set them without touching the process environment). What is unset here comes
+/// from the environment as the AWS SDKs read it (session tokens, IAM roles of a container).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// `AWS_ENDPOINT_URL`: an S3-compatible service other than AWS.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<secrecy::SecretString>,
+    /// `AWS_ALLOW_HTTP=true`: plain http to the endpoint (a service on the same host).
+    pub allow_http: bool,
+}
+
 #[derive(Clone)]
 pub struct ObjectTree {
     store: Arc<dyn ObjectStore>,
@@ -68,7 +85,7 @@ impl std::fmt::Debug for ObjectTree {
 }
 
 impl ObjectTree {
-    pub fn open(url: &StorageUrl) -> Result<ObjectTree, StoreError> {
+    pub fn open(url: &StorageUrl, s3: &S3Settings) -> Result<ObjectTree, StoreError> {
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match url {
             StorageUrl::File(dir) => {
                 std::fs::create_dir_all(dir).map_err(StoreError::io("create folder", dir))?;
@@ -78,11 +95,25 @@ impl ObjectTree {
                 (Arc::new(local), String::new())
             }
             StorageUrl::S3 { bucket, prefix } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(objects)?;
-                (Arc::new(s3), prefix.clone())
+                use secrecy::ExposeSecret;
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(id) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(id);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret.expose_secret());
+                }
+                if s3.allow_http {
+                    builder = builder.with_allow_http(true);
+                }
+                (Arc::new(builder.build().map_err(objects)?), prefix.clone())
             }
         };
         Ok(ObjectTree { store, prefix })
@@ -185,7 +216,8 @@ mod tests {
     #[tokio::test]
     async fn a_folder_tree_holds_the_files_paths_and_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let tree = ObjectTree::open(&StorageUrl::File(dir.path().into())).unwrap();
+        let tree =
+            ObjectTree::open(&StorageUrl::File(dir.path().into()), &S3Settings::default()).unwrap();
         let key = ObjectTree::conversation_key("101", "7001");
         assert_eq!(tree.get(&key).await.unwrap(), None);
         tree.put(&key, b"[\n{}\n]\n".to_vec()).await.unwrap();

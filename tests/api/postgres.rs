@@ -313,3 +313,93 @@ async fn postgres_three_replicas_firing_together_poll_once() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and moto (apt-get install postgresql; pip install 'moto[server]'); run: cargo test -- --ignored postgres"]
+async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
+    use salesbot::config::{S3Settings, StorageUrl};
+    use salesbot::engines::s3::S3Server;
+    use salesbot::store::objects::ObjectTree;
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket("bot-tree").await.unwrap();
+    let stand_in = StandIn::start().await;
+    let endpoint = s3.endpoint();
+    let app = spawn_using(
+        &stand_in,
+        &[
+            ("DATABASE_URL", &server.url("postgres")),
+            ("STORAGE_URL", "s3://bot-tree/merchant-1"),
+            ("STORAGE_PUBLISH_INTERVAL", "0.5"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test-key-id"),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ],
+    )
+    .await;
+    crate::poll::connect(&app.state, "101", "EAAPAGE101").await;
+    let acknowledged = Instant::now();
+    for mid in ["m_1", "m_2"] {
+        assert_eq!(
+            post(&app, &message("101", "7001", mid), true)
+                .await
+                .status(),
+            200
+        );
+    }
+
+    // Read back as a bot would, from the bucket, under the prefix and today's path.
+    let settings = S3Settings {
+        endpoint: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test-key-id".into()),
+        secret_access_key: Some("test-secret-key".into()),
+        allow_http: true,
+    };
+    let bucket = ObjectTree::open(
+        &StorageUrl::parse("s3://bot-tree/merchant-1").unwrap(),
+        &settings,
+    )
+    .unwrap();
+    let key = "facebook/101/conversations/7001.json";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bytes = loop {
+        match bucket.get(key).await.unwrap() {
+            Some(bytes) if String::from_utf8_lossy(&bytes).contains("m_2") => break bytes,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing in the bucket after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let lag = acknowledged.elapsed();
+    assert!(
+        lag < Duration::from_secs(5),
+        "published {lag:?} after the webhook"
+    );
+    let page = salesbot::domain::PageId::parse("101").unwrap();
+    let customer = salesbot::domain::SenderId::parse("7001").unwrap();
+    let expected = app
+        .state
+        .conversations
+        .read(&page, &customer)
+        .await
+        .unwrap();
+    let in_bucket: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(in_bucket, expected);
+    assert!(
+        bytes.starts_with(b"[\n{") && bytes.ends_with(b"}\n]\n"),
+        "the files' layout"
+    );
+    // Nothing lands beside the prefix, nor in the replica's own folder.
+    let outside =
+        ObjectTree::open(&StorageUrl::parse("s3://bot-tree").unwrap(), &settings).unwrap();
+    assert!(outside.get(key).await.unwrap().is_none());
+    assert!(!app.dir.path().join("facebook").exists());
+}

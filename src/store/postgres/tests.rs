@@ -202,7 +202,7 @@ async fn postgres_conversations_match_the_files_byte_for_byte() {
     use crate::domain::{PageId, SenderId};
     use crate::store::FileStore;
     use crate::store::conversations::{Conversations, contract};
-    use crate::store::objects::{ObjectTree, StorageUrl};
+    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
 
     use super::{PgConversations, Publisher};
 
@@ -214,7 +214,11 @@ async fn postgres_conversations_match_the_files_byte_for_byte() {
     // The same deliveries through the files and through PostgreSQL + a published object.
     let dir = tempfile::tempdir().unwrap();
     let files = FileStore::new(&dir.path().join("files"));
-    let objects = ObjectTree::open(&StorageUrl::File(dir.path().join("objects"))).unwrap();
+    let objects = ObjectTree::open(
+        &StorageUrl::File(dir.path().join("objects")),
+        &S3Settings::default(),
+    )
+    .unwrap();
     let (page, customer) = (
         PageId::parse("101").unwrap(),
         SenderId::parse("7001").unwrap(),
