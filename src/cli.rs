@@ -35,6 +35,14 @@ pub enum Command {
     /// Poll every connected page's metadata and conversations once now, then exit; the exit
     /// status is non-zero if any page failed.
     Poll,
+    /// Copy this install between the embedded backend (TOKEN_DB_PATH, DATA_DIR) and PostgreSQL
+    /// (DATABASE_URL, STORAGE_URL), idempotently. Stop every `salesbot serve` first.
+    Migrate {
+        /// Where the data goes: `postgres` (from the SQLite files and DATA_DIR) or `files`
+        /// (back from PostgreSQL).
+        #[arg(long, value_enum)]
+        to: crate::migrate::Direction,
+    },
     /// Run the whole product on this machine against a built-in stand-in for Meta and Shopify,
     /// with no account needed, narrating each step.
     Demo {
@@ -71,6 +79,10 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
         },
         Command::Poll => match load_config(env_file) {
             Ok(config) => poll(config).await,
+            Err(code) => return code,
+        },
+        Command::Migrate { to } => match load_config(env_file) {
+            Ok(config) => migrate(config, to).await,
             Err(code) => return code,
         },
         Command::Demo {
@@ -118,6 +130,15 @@ async fn serve(config: Config) -> Result<ExitCode, String> {
     app.run_until_stopped(crate::app::shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `salesbot migrate`: the move, then what it did.
+async fn migrate(config: Config, to: crate::migrate::Direction) -> Result<ExitCode, String> {
+    let report = crate::migrate::run(&config, to)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("migrated: {report}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@
 //!   `{"detail": ...}`, cookies, plain HTML pages; it knows no feature module.
 //! - [`health`]: `GET /` and `GET /healthz`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
+//! - [`migrate`]: `salesbot migrate`, between SQLite + files and PostgreSQL + objects.
 //! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).
 //! - [`shopify`]: the Shopify OAuth flow, Admin API client and stored credentials.
 //! - [`facebook`]: the Facebook OAuth flow and the Graph API client.
@@ -33,6 +34,7 @@ pub mod engines;
 pub mod facebook;
 pub mod health;
 pub mod http;
+pub mod migrate;
 pub mod oauth_state;
 pub mod outbound;
 pub mod sandbox;

@@ -28,6 +28,18 @@ pub trait PollState: Send + Sync + std::fmt::Debug {
     /// Keeps every other poll (another process, another replica) from starting while the
     /// guard lives; `None` when one is running now.
     async fn exclusive(&self) -> Result<Option<RunGuard>, StoreError>;
+    /// Every page's record, by page id (for `salesbot migrate`).
+    async fn all(&self) -> Result<Vec<PollRecord>, StoreError>;
+    /// Puts a record back as it was (for `salesbot migrate`).
+    async fn restore(&self, record: &PollRecord) -> Result<(), StoreError>;
+}
+
+/// What the poll remembers of one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollRecord {
+    pub page: String,
+    pub last_success: Option<i64>,
+    pub reauth_reason: Option<String>,
 }
 
 /// Held for a whole poll run; dropping it lets the next one start.

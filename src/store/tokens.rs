@@ -152,6 +152,19 @@ impl TokenStore {
         self.rows.ping().await
     }
 
+    /// Copies every row, still sealed, into `target` (the same key must open them there: the
+    /// row's name is its associated data, and it does not change). How many rows.
+    pub async fn copy_rows_to(&self, target: &TokenStore) -> Result<usize, StoreError> {
+        let mut copied = 0;
+        for kind in [TokenKind::Token, TokenKind::Uuid] {
+            for (key, sealed) in self.rows.all_of_kind(kind).await? {
+                target.rows.upsert(key, sealed, kind).await?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
     fn unseal(&self, key: &str, sealed: &str) -> Result<SecretString, StoreError> {
         let undecryptable = || StoreError::Undecryptable {
             key: key.to_string(),

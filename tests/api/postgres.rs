@@ -403,3 +403,132 @@ async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
     assert!(outside.get(key).await.unwrap().is_none());
     assert!(!app.dir.path().join("facebook").exists());
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
+    use salesbot::config::Config;
+    use salesbot::domain::{PageId, SenderId};
+    use salesbot::migrate::{self, Direction};
+    use salesbot::store::{FileStore, MessagingEvent, TokenKey, TokenKind, TokenStore};
+    use secrecy::{ExposeSecret, SecretString};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let (before, objects, after) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let config = |dir: &Path| {
+        let storage = format!("file://{}", objects.path().display());
+        let env = crate::helpers::test_env(
+            dir,
+            &[
+                ("DATABASE_URL", &server.url("postgres")),
+                ("STORAGE_URL", &storage),
+            ],
+        );
+        Config::from_lookup(|name| env.get(name).cloned()).unwrap()
+    };
+
+    // An install of the embedded backend: 100 conversations on two pages (late, untimed and
+    // mid-less events among them), their metadata, a page token, a poll checkpoint.
+    let files = FileStore::new(before.path());
+    for c in 0..100 {
+        let page = PageId::parse(if c % 2 == 0 { "101" } else { "202" }).unwrap();
+        let customer = SenderId::parse(&format!("{}", 9000 + c)).unwrap();
+        let event = |n: i64, mid: bool| {
+            let mut e = json!({"sender": {"id": customer.as_str()}, "recipient": {"id": page.as_str()},
+                "timestamp": 1_800_000_000_000_i64 + (n * 7919) % 23});
+            match mid {
+                true => {
+                    e["message"] = json!({"mid": format!("m_{c}_{n}"), "text": format!("é {n}")})
+                }
+                false => e["read"] = json!({"watermark": n}),
+            }
+            MessagingEvent::from(e)
+        };
+        for n in 0..(1 + c % 9) {
+            files
+                .add_to_conversation(&page, &customer, vec![event(n, n % 4 != 3)])
+                .await
+                .unwrap();
+        }
+    }
+    for page in ["101", "202"] {
+        let page = PageId::parse(page).unwrap();
+        files
+            .write_metadata(
+                &page,
+                &json!({"id": page.as_str(), "name": "Shop é", "fan_count": 3}),
+            )
+            .await
+            .unwrap();
+    }
+    let source = config(before.path());
+    let cipher = salesbot::store::cipher::Cipher::new(&source.storage.encryption_key);
+    let token_key = TokenKey::page_token(&PageId::parse("101").unwrap());
+    TokenStore::open_sqlite(&source.storage.token_db_path, cipher.clone())
+        .unwrap()
+        .store(
+            &token_key,
+            &SecretString::from("EAA-token-101"),
+            TokenKind::Token,
+        )
+        .await
+        .unwrap();
+
+    let report = migrate::run(&source, Direction::Postgres).await.unwrap();
+    assert_eq!(report.conversations, 100, "{report}");
+    assert_eq!(report.token_rows, 1);
+    assert_eq!(report.metadata, 2);
+    let again = migrate::run(&source, Direction::Postgres).await.unwrap();
+    assert_eq!(again.new_events, 0, "a second run adds nothing: {again}");
+
+    let back = config(after.path());
+    let report = migrate::run(&back, Direction::Files).await.unwrap();
+    assert_eq!(report.conversations, 100, "{report}");
+
+    let tree = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut found: Vec<(String, Vec<u8>)> = walk(&root.join("facebook"))
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains("/.salesbot"))
+            .map(|p| {
+                let name = p.strip_prefix(root).unwrap().display().to_string();
+                (name, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let original = tree(before.path());
+    assert_eq!(original.len(), 102);
+    assert!(
+        tree(objects.path()) == original,
+        "the objects are the files, byte for byte"
+    );
+    assert!(
+        tree(after.path()) == original,
+        "and back again, byte for byte"
+    );
+    let token = TokenStore::open_sqlite(&back.storage.token_db_path, cipher)
+        .unwrap()
+        .get(&token_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token.expose_secret(), "EAA-token-101");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

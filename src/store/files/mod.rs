@@ -254,6 +254,53 @@ impl FileStore {
         tokio::task::spawn_blocking(move || conversation::read(&paths)).await?
     }
 
+    /// A conversation's events as its file holds them, byte for byte (for `salesbot migrate`).
+    pub async fn conversation_events(
+        &self,
+        page: &PageId,
+        sender: &SenderId,
+    ) -> Result<Vec<MessagingEvent>, StoreError> {
+        let paths = self.conversation_paths(page, sender);
+        tokio::task::spawn_blocking(move || conversation::read_locked(&paths)).await?
+    }
+
+    /// Every conversation file's page and customer, sorted (names that are not ids skipped).
+    pub fn list_conversations(&self) -> Result<Vec<(PageId, SenderId)>, StoreError> {
+        let mut found = Vec::new();
+        for page in self.list_pages()? {
+            let dir = self.page_dir(&page).join("conversations");
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let name = entry.map_err(StoreError::io("list", &dir))?.file_name();
+                let customer = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| SenderId::parse(n).ok());
+                if let Some(customer) = customer {
+                    found.push((page.clone(), customer));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Every page folder under `facebook/`, sorted.
+    pub fn list_pages(&self) -> Result<Vec<PageId>, StoreError> {
+        let mut pages: Vec<PageId> = match std::fs::read_dir(self.root.as_path()) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|e| PageId::parse(e.file_name().to_str()?).ok())
+                .collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(StoreError::io("list", self.root.as_path())(err)),
+        };
+        pages.sort();
+        Ok(pages)
+    }
+
     /// Replaces the page's metadata file with the non-sensitive fields of `page_fields`.
     pub async fn write_metadata(
         &self,

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::sqlite::Db;
 use crate::domain::PageId;
 use crate::store::StoreError;
-use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollState, RunGuard};
+use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollRecord, PollState, RunGuard};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS poll_pages (
     page_id TEXT PRIMARY KEY,
@@ -105,6 +105,41 @@ impl PollState for SqlitePollState {
                     tx.execute("INSERT OR IGNORE INTO poll_runs (slot) VALUES (?1)", [slot])?;
                 tx.commit()?;
                 Ok(claimed == 1)
+            })
+            .await
+    }
+
+    async fn all(&self) -> Result<Vec<PollRecord>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT page_id, last_success, reauth_reason FROM poll_pages ORDER BY page_id",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok(PollRecord {
+                            page: r.get(0)?,
+                            last_success: r.get(1)?,
+                            reauth_reason: r.get(2)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn restore(&self, record: &PollRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(page_id) DO UPDATE SET last_success = excluded.last_success,
+                     reauth_reason = excluded.reauth_reason",
+                    params![record.page, record.last_success, record.reauth_reason],
+                )?;
+                Ok(())
             })
             .await
     }

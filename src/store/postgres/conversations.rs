@@ -37,6 +37,20 @@ impl PgConversations {
         PgConversations { db }
     }
 
+    /// Every conversation's page and customer, sorted.
+    pub async fn list(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await?
+            .query(
+                "SELECT page_id, customer_id FROM conversations ORDER BY page_id, customer_id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// A conversation's events in arrival order, as the files would hold them before sorting.
     pub(crate) async fn events(
         &self,

@@ -3,7 +3,7 @@
 use super::PgDatabase;
 use crate::domain::PageId;
 use crate::store::StoreError;
-use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollState, RunGuard};
+use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollRecord, PollState, RunGuard};
 
 /// Any fixed number: the session-level advisory lock a running poll holds.
 const POLL_LOCK: i64 = 0x5a1e_5b07_0002;
@@ -92,6 +92,40 @@ impl PollState for PgPollState {
             .await?;
         tx.commit().await?;
         Ok(claimed == 1)
+    }
+
+    async fn all(&self) -> Result<Vec<PollRecord>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await?
+            .query(
+                "SELECT page_id, last_success, reauth_reason FROM poll_pages ORDER BY page_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PollRecord {
+                page: row.get(0),
+                last_success: row.get(1),
+                reauth_reason: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn restore(&self, record: &PollRecord) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES ($1, $2, $3)
+                 ON CONFLICT (page_id) DO UPDATE SET last_success = excluded.last_success,
+                 reauth_reason = excluded.reauth_reason",
+                &[&record.page, &record.last_success, &record.reauth_reason],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn exclusive(&self) -> Result<Option<RunGuard>, StoreError> {

@@ -445,6 +445,14 @@ pub(super) fn rewrite_whole(paths: &ConversationPaths) -> Result<(), StoreError>
 
 /// Reads a conversation under a shared lock, so no writer is half-way through it.
 pub(crate) fn read(paths: &ConversationPaths) -> Result<Vec<Value>, StoreError> {
+    Ok(read_locked(paths)?
+        .iter()
+        .map(MessagingEvent::to_value)
+        .collect())
+}
+
+/// A conversation's events as the file holds them (each line's bytes), under a shared lock.
+pub(crate) fn read_locked(paths: &ConversationPaths) -> Result<Vec<MessagingEvent>, StoreError> {
     let _lock = match OpenOptions::new().read(true).open(&paths.lock) {
         Ok(lock) => {
             lock.lock_shared()
@@ -455,11 +463,7 @@ pub(crate) fn read(paths: &ConversationPaths) -> Result<Vec<Value>, StoreError> 
         Err(err) => return Err(StoreError::io("open", &paths.lock)(err)),
     };
     match fs::read(&paths.file) {
-        Ok(bytes) => Ok(parse(&bytes)
-            .events
-            .iter()
-            .map(MessagingEvent::to_value)
-            .collect()),
+        Ok(bytes) => Ok(parse(&bytes).events),
         Err(err) if err.kind() == ErrorKind::NotFound => Ok(Vec::new()),
         Err(err) => Err(StoreError::io("read", &paths.file)(err)),
     }
