@@ -12,6 +12,10 @@
 //! `BENCH_CUSTOMERS=n` (default 1,000) spreads the messages over n customers, round-robin;
 //! with `BENCH_HOT=h` as well, four messages in five go to the first h of them and one in five
 //! to the rest: more conversations than the server's cache keeps, a few of them busy.
+//!
+//! Then the same 64-connection load against the PostgreSQL backend (`webhook/postgres.rs`),
+//! when PostgreSQL is installed (`apt-get install postgresql`), with its publish lag;
+//! `BENCH_ONLY=postgres` runs that part alone.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,6 +35,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 mod common;
+#[path = "webhook/postgres.rs"]
+mod postgres;
 #[path = "webhook/wrk.rs"]
 mod wrk;
 
@@ -85,6 +91,9 @@ fn main() {
 }
 
 async fn run(duration: Duration) {
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "postgres") {
+        return postgres::run(duration, &mut 0).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let env = environment(dir.path());
     connect_page(&env).await;
@@ -159,6 +168,7 @@ async fn run(duration: Duration) {
     );
 
     append_costs().await;
+    postgres::run(duration, &mut next_mid).await;
 }
 
 /// Kills the server as a crash would, right after the load, and times the next start: it

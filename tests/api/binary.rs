@@ -19,7 +19,14 @@ fn help_describes_every_subcommand() {
     let out = salesbot(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for word in ["serve", "poll", "migrate", "demo", "POLL_CRON", ".env.example"] {
+    for word in [
+        "serve",
+        "poll",
+        "migrate",
+        "demo",
+        "POLL_CRON",
+        ".env.example",
+    ] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
 }

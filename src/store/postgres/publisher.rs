@@ -110,15 +110,12 @@ impl Publisher {
         version: i64,
     ) -> Result<(), StoreError> {
         // Read after the lease: the events of `version` at least are committed.
-        let rows = self
-            .db
-            .client()
-            .await?
-            .query(
-                "SELECT line FROM events WHERE conversation = $1 ORDER BY seq",
-                &[&id],
-            )
+        let client = self.db.client().await?;
+        let select = client
+            .prepare_cached("SELECT line FROM events WHERE conversation = $1 ORDER BY seq")
             .await?;
+        let rows = client.query(&select, &[&id]).await?;
+        drop(client);
         let events: Vec<MessagingEvent> = rows
             .iter()
             .filter_map(|row| MessagingEvent::from_json(row.get::<_, &str>(0).as_bytes()))
