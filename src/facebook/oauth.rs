@@ -80,13 +80,7 @@ fn shopify_first(app: &AppState, headers: &HeaderMap, why: &str) -> Response {
         ))
         .into_response();
     }
-    // Beside the Shopify callback, wherever the app is mounted.
-    let form = app
-        .config
-        .shopify
-        .redirect_uri
-        .join("login")
-        .map_or_else(|_| "/shopify/login".to_string(), |url| url.to_string());
+    let form = html::beside(&app.config.shopify.redirect_uri, "login");
     let body = format!(
         "<p>Your Facebook Pages are connected to your Shopify store, so the store comes first \
          (this browser has no live salesbot session: never connected, or over an hour ago).</p>\n\

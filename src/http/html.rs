@@ -39,6 +39,14 @@ pub fn escape(text: &str) -> String {
     safe
 }
 
+/// The route named `name` beside a callback URL (`…/facebook/callback` → `…/facebook/login`):
+/// the app's own address, wherever it is mounted, as its redirect URIs say.
+pub fn beside(callback: &url::Url, name: &str) -> String {
+    callback
+        .join(name)
+        .map_or_else(|_| format!("/{name}"), |url| url.to_string())
+}
+
 /// A whole page: `title` is text (escaped here), `body` is HTML the caller built with [`escape`].
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let title = escape(title);

@@ -185,13 +185,7 @@ fn connected_page(
             escape(&trouble)
         ));
     }
-    // Beside the callback, wherever the app is mounted.
-    let next = app
-        .config
-        .facebook
-        .redirect_uri
-        .join("login")
-        .map_or_else(|_| "/facebook/login".to_string(), |url| url.to_string());
+    let next = html::beside(&app.config.facebook.redirect_uri, "login");
     body.push_str(&format!(
         "<p>Next, in this same browser and within the hour:</p>\n\
          <p><a class=\"next\" id=\"next\" href=\"{}\">Connect your Facebook Pages</a></p>",

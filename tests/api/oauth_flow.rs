@@ -309,7 +309,8 @@ async fn shopify_then_facebook_connects_everything_and_leaks_nothing() {
     app.stop().await;
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every file below `dir`.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -490,7 +490,7 @@ async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
     assert_eq!(report.conversations, 100, "{report}");
 
     let tree = |root: &Path| -> Vec<(String, Vec<u8>)> {
-        let mut found: Vec<(String, Vec<u8>)> = walk(&root.join("facebook"))
+        let mut found: Vec<(String, Vec<u8>)> = crate::oauth_flow::walk(&root.join("facebook"))
             .into_iter()
             .filter(|p| !p.to_string_lossy().contains("/.salesbot"))
             .map(|p| {
@@ -518,17 +518,4 @@ async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
         .unwrap()
         .unwrap();
     assert_eq!(token.expose_secret(), "EAA-token-101");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
