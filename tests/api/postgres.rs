@@ -224,6 +224,82 @@ async fn postgres_out_of_reach_is_a_503_then_work_resumes() {
     }
 }
 
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_stopped_mid_load_acknowledges_nothing_it_loses_and_redeliveries_land_once() {
+    let mut server = Postgres::start(Durability::Full).unwrap();
+    let stand_in = StandIn::start().await;
+    let objects = tempfile::tempdir().unwrap();
+    let app = std::sync::Arc::new(replica(&stand_in, &server, objects.path()).await);
+    crate::poll::connect(&app.state, "101", "EAAPAGE101").await;
+
+    // Meta's side: every message is sent until it is answered 200; what got another answer
+    // is delivered again later. The database goes away in the middle of it.
+    let send_all = |range: std::ops::Range<usize>| {
+        let app = app.clone();
+        async move {
+            let mut refused = Vec::new();
+            for n in range {
+                let body = message("101", &format!("{}", 7000 + n % 5), &format!("m_{n}"));
+                if post(&app, &body, true).await.status() != 200 {
+                    refused.push(n);
+                }
+            }
+            refused
+        }
+    };
+    let mut owed = send_all(0..50).await;
+    assert!(owed.is_empty(), "all answered while the database was up");
+    server.halt().unwrap();
+    owed.extend(send_all(50..100).await);
+    assert_eq!(
+        owed.len(),
+        50,
+        "nothing is acknowledged while the database is away"
+    );
+    server.resume().unwrap();
+
+    // Meta redelivers what it is owed, and some it was not (a lost answer), until all is 200.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut again: Vec<usize> = owed.into_iter().chain(40..50).collect();
+    while !again.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "redeliveries still refused after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut still = Vec::new();
+        for n in again {
+            let body = message("101", &format!("{}", 7000 + n % 5), &format!("m_{n}"));
+            if post(&app, &body, true).await.status() != 200 {
+                still.push(n);
+            }
+        }
+        again = still;
+    }
+    let page = salesbot::domain::PageId::parse("101").unwrap();
+    for c in 0..5 {
+        let customer = salesbot::domain::SenderId::parse(&format!("{}", 7000 + c)).unwrap();
+        let stored = app
+            .state
+            .conversations
+            .read(&page, &customer)
+            .await
+            .unwrap();
+        let mut mids: Vec<String> = stored
+            .iter()
+            .map(|e| e["message"]["mid"].as_str().unwrap().to_string())
+            .collect();
+        mids.sort();
+        let mut expected: Vec<String> = (0..100)
+            .filter(|n| n % 5 == c)
+            .map(|n| format!("m_{n}"))
+            .collect();
+        expected.sort();
+        assert_eq!(mids, expected, "customer {c}: every message once");
+    }
+}
+
 async fn shopify_login_response(app: &TestApp) -> u16 {
     app.client
         .get(app.url("/shopify/demo-store/login"))
