@@ -595,3 +595,150 @@ async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
         .unwrap();
     assert_eq!(token.expose_secret(), "EAA-token-101");
 }
+
+/// A `salesbot serve` process (a replica on its own machine, as far as it can tell).
+struct Replica {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Replica {
+    fn start(env: &std::collections::HashMap<String, String>, dir: &Path) -> Replica {
+        let port = crate::helpers::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_salesbot"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "replica did not start");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Replica { child, addr }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_a_replica_killed_mid_load_loses_nothing_it_acknowledged() {
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let (dir_a, dir_b, objects) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let env_of = |dir: &Path| {
+        let storage = format!("file://{}", objects.path().display());
+        crate::helpers::test_env(
+            dir,
+            &[
+                ("DATABASE_URL", &server.url("postgres")),
+                ("STORAGE_URL", &storage),
+            ],
+        )
+    };
+    let (env_a, env_b) = (env_of(dir_a.path()), env_of(dir_b.path()));
+    let config = salesbot::config::Config::from_lookup(|n| env_a.get(n).cloned()).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
+    crate::poll::connect(&state, "101", "EAAPAGE101").await;
+    let mut a = Replica::start(&env_a, dir_a.path());
+    let b = Replica::start(&env_b, dir_b.path());
+
+    let client = reqwest::Client::new();
+    // 400 messages, alternating between the replicas, 16 at a time; A dies a third in.
+    let mut acknowledged = Vec::new();
+    let mut owed = Vec::new();
+    for wave in (0..400).collect::<Vec<usize>>().chunks(16) {
+        if wave[0] == 128 {
+            a.child.kill().unwrap(); // SIGKILL, as a crash or an OOM kill would
+        }
+        let answers = futures_join(wave.iter().map(|&n| {
+            let addr = if n % 2 == 0 {
+                a.addr.clone()
+            } else {
+                b.addr.clone()
+            };
+            let client = client.clone();
+            async move { (n, deliver(client, addr, n).await) }
+        }))
+        .await;
+        for (n, ok) in answers {
+            if ok {
+                acknowledged.push(n)
+            } else {
+                owed.push(n)
+            }
+        }
+    }
+    assert!(!owed.is_empty(), "the killed replica refused its share");
+    // Meta redelivers what went unanswered; B takes it.
+    for n in owed {
+        assert!(
+            deliver(client.clone(), b.addr.clone(), n).await,
+            "m_{n} redelivered"
+        );
+    }
+    let page = salesbot::domain::PageId::parse("101").unwrap();
+    let mut stored = Vec::new();
+    for c in 0..8 {
+        let customer = salesbot::domain::SenderId::parse(&format!("{}", 7000 + c)).unwrap();
+        for event in state.conversations.read(&page, &customer).await.unwrap() {
+            stored.push(event["message"]["mid"].as_str().unwrap().to_string());
+        }
+    }
+    let before = stored.len();
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored.len(), before, "no message twice");
+    for n in acknowledged {
+        assert!(
+            stored.contains(&format!("m_{n}")),
+            "acknowledged m_{n} lost"
+        );
+    }
+    assert_eq!(stored.len(), 400, "every message, once");
+}
+
+/// One signed webhook for message `n` (customer `7000 + n % 8`); true when answered 200.
+async fn deliver(client: reqwest::Client, addr: String, n: usize) -> bool {
+    let body = message("101", &format!("{}", 7000 + n % 8), &format!("m_{n}"));
+    let mut request = client
+        .post(format!("http://{addr}/facebook/webhook"))
+        .header("content-type", "application/json");
+    for (name, value) in salesbot::facebook::webhook::signature::sign(
+        &body,
+        &secrecy::SecretString::from("test-facebook-app-secret"),
+    ) {
+        request = request.header(name, value);
+    }
+    matches!(request.body(body).send().await, Ok(r) if r.status() == 200)
+}
+
+/// Runs futures side by side (the JoinSet of a test without a futures crate).
+async fn futures_join<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
