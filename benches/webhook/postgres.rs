@@ -1,13 +1,16 @@
 //! The same webhook load against the PostgreSQL backend, in the same run as the files: a
 //! throwaway server with PostgreSQL's defaults (every commit flushed), the bot's tree published
-//! to a local folder (`STORAGE_URL=file://`, interval 2 s). Reports throughput and latency at
+//! to a bucket of moto's S3 server when it is installed (`pip install 'moto[server]'`), else to
+//! a local folder (`STORAGE_URL=file://`), interval 2 s. Reports throughput and latency at
 //! 64 connections, the server's and PostgreSQL's CPU per request, that every acknowledged
 //! message is committed, and the publish lag: acknowledged → visible in the tree, p50/p99.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use salesbot::config::{S3Settings, StorageUrl};
 use salesbot::engines::postgres::{Durability, Postgres};
+use salesbot::engines::s3::S3Server;
+use salesbot::store::objects::ObjectTree;
 
 use super::{Outcome, ServerProcess, connect_page, environment, load, print_row, request};
 
@@ -20,16 +23,45 @@ pub async fn run(duration: Duration, next_mid: &mut usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut env = environment(dir.path());
     env.insert("DATABASE_URL".into(), database.url("postgres"));
-    env.insert(
-        "STORAGE_URL".into(),
-        format!("file://{}", dir.path().join("objects").display()),
-    );
     env.insert("STORAGE_PUBLISH_INTERVAL".into(), "2".into());
+    let bucket = S3Server::start().await.ok();
+    let (url, settings) = match &bucket {
+        Some(s3) => {
+            s3.create_bucket("bench").await.unwrap();
+            for (name, value) in [
+                ("AWS_ENDPOINT_URL", s3.endpoint()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID", "bench".into()),
+                ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+                ("AWS_ALLOW_HTTP", "true".into()),
+            ] {
+                env.insert(name.into(), value);
+            }
+            let settings = S3Settings {
+                endpoint: Some(s3.endpoint()),
+                region: Some("us-east-1".into()),
+                access_key_id: Some("bench".into()),
+                secret_access_key: Some("bench".into()),
+                allow_http: true,
+            };
+            ("s3://bench/tree".to_string(), settings)
+        }
+        None => (
+            format!("file://{}", dir.path().join("objects").display()),
+            S3Settings::default(),
+        ),
+    };
+    env.insert("STORAGE_URL".into(), url.clone());
+    let tree = ObjectTree::open(&StorageUrl::parse(&url).unwrap(), &settings).unwrap();
     connect_page(&env).await;
 
     println!(
-        "\n# the PostgreSQL backend, same load (PostgreSQL {})",
-        version()
+        "\n# the PostgreSQL backend, same load (PostgreSQL {}, objects in {})",
+        version(),
+        match bucket {
+            Some(_) => "a bucket of moto's S3 server",
+            None => "a folder: pip install 'moto[server]' for a bucket",
+        }
     );
     println!(
         "| server | connections | requests/s | p50 ms | p99 ms | max ms | errors | peak RSS (MB) |"
@@ -48,9 +80,9 @@ pub async fn run(duration: Duration, next_mid: &mut usize) {
         (postgres_cpu_seconds() - pg_cpu) * 1e6 / outcome.ok as f64
     );
 
-    let lags = publish_lags(&server, dir.path(), next_mid).await;
+    let lags = publish_lags(&server, &tree, next_mid).await;
     println!(
-        "\npublish lag (acknowledged → in the tree, {} single messages, interval 2 s): p50 {:.0} ms, p99 {:.0} ms",
+        "\npublish lag (acknowledged → visible in the objects, {} single messages, interval 2 s): p50 {:.0} ms, p99 {:.0} ms",
         lags.len(),
         super::percentile(&lags, 0.50),
         super::percentile(&lags, 0.99)
@@ -75,7 +107,7 @@ pub async fn run(duration: Duration, next_mid: &mut usize) {
 }
 
 /// One message at a time to a fresh customer; how long after its 200 its object shows it.
-async fn publish_lags(server: &ServerProcess, dir: &Path, next_mid: &mut usize) -> Vec<u64> {
+async fn publish_lags(server: &ServerProcess, tree: &ObjectTree, next_mid: &mut usize) -> Vec<u64> {
     let mut lags = Vec::new();
     for _ in 0..30 {
         let n = *next_mid;
@@ -91,14 +123,12 @@ async fn publish_lags(server: &ServerProcess, dir: &Path, next_mid: &mut usize) 
         )
         .await;
         assert_eq!(ok, 1, "the probe message was acknowledged");
-        let path = dir.join(format!(
-            "objects/facebook/101/conversations/{customer}.json"
-        ));
+        let key = ObjectTree::conversation_key("101", &customer.to_string());
         let sent = Instant::now();
         let deadline = sent + Duration::from_secs(30);
         loop {
-            if std::fs::read(&path).is_ok_and(|b| b.windows(mid.len()).any(|w| w == mid.as_bytes()))
-            {
+            let object = tree.get(&key).await.unwrap_or_default().unwrap_or_default();
+            if object.windows(mid.len()).any(|w| w == mid.as_bytes()) {
                 lags.push(sent.elapsed().as_micros() as u64);
                 break;
             }

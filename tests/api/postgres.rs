@@ -481,31 +481,47 @@ async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
-async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
-    use salesbot::config::Config;
+#[ignore = "needs PostgreSQL and moto (apt-get install postgresql; pip install 'moto[server]'); run: cargo test -- --ignored postgres"]
+async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
+    use salesbot::config::{Config, S3Settings, StorageUrl};
     use salesbot::domain::{PageId, SenderId};
+    use salesbot::engines::s3::S3Server;
     use salesbot::migrate::{self, Direction};
+    use salesbot::store::objects::ObjectTree;
     use salesbot::store::{FileStore, MessagingEvent, TokenKey, TokenKind, TokenStore};
     use secrecy::{ExposeSecret, SecretString};
 
     let server = Postgres::start(Durability::Fast).unwrap();
-    let (before, objects, after) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
+    let s3 = S3Server::start().await.unwrap();
+    s3.create_bucket("migrated").await.unwrap();
+    let (before, after) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let endpoint = s3.endpoint();
     let config = |dir: &Path| {
-        let storage = format!("file://{}", objects.path().display());
         let env = crate::helpers::test_env(
             dir,
             &[
                 ("DATABASE_URL", &server.url("postgres")),
-                ("STORAGE_URL", &storage),
+                ("STORAGE_URL", "s3://migrated/shop-1"),
+                ("AWS_ENDPOINT_URL", &endpoint),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "test-key-id"),
+                ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
+                ("AWS_ALLOW_HTTP", "true"),
             ],
         );
         Config::from_lookup(|name| env.get(name).cloned()).unwrap()
     };
+    let bucket = ObjectTree::open(
+        &StorageUrl::parse("s3://migrated/shop-1").unwrap(),
+        &S3Settings {
+            endpoint: Some(endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test-key-id".into()),
+            secret_access_key: Some("test-secret-key".into()),
+            allow_http: true,
+        },
+    )
+    .unwrap();
 
     // An install of the embedded backend: 100 conversations on two pages (late, untimed and
     // mid-less events among them), their metadata, a page token, a poll checkpoint.
@@ -579,10 +595,13 @@ async fn postgres_migrate_there_and_back_gives_byte_identical_files() {
     };
     let original = tree(before.path());
     assert_eq!(original.len(), 102);
-    assert!(
-        tree(objects.path()) == original,
-        "the objects are the files, byte for byte"
-    );
+    for (name, bytes) in &original {
+        let object = bucket.get(name).await.unwrap();
+        assert!(
+            object.as_ref() == Some(bytes),
+            "{name}: the bucket holds the file, byte for byte"
+        );
+    }
     assert!(
         tree(after.path()) == original,
         "and back again, byte for byte"
