@@ -393,29 +393,13 @@ async fn postgres_three_replicas_firing_together_poll_once() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL and moto (apt-get install postgresql; pip install 'moto[server]'); run: cargo test -- --ignored postgres"]
 async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
-    use salesbot::config::{S3Settings, StorageUrl};
-    use salesbot::engines::s3::S3Server;
-    use salesbot::store::objects::ObjectTree;
-
     let server = Postgres::start(Durability::Fast).unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket("bot-tree").await.unwrap();
+    let moto = Bucket::start("bot-tree", "merchant-1").await;
     let stand_in = StandIn::start().await;
-    let endpoint = s3.endpoint();
-    let app = spawn_using(
-        &stand_in,
-        &[
-            ("DATABASE_URL", &server.url("postgres")),
-            ("STORAGE_URL", "s3://bot-tree/merchant-1"),
-            ("STORAGE_PUBLISH_INTERVAL", "0.5"),
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test-key-id"),
-            ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
-            ("AWS_ALLOW_HTTP", "true"),
-        ],
-    )
-    .await;
+    let mut settings = moto.settings();
+    settings.push(("DATABASE_URL", server.url("postgres")));
+    settings.push(("STORAGE_PUBLISH_INTERVAL", "0.5".into()));
+    let app = spawn_using(&stand_in, &borrowed(&settings)).await;
     crate::poll::connect(&app.state, "101", "EAAPAGE101").await;
     let acknowledged = Instant::now();
     for mid in ["m_1", "m_2"] {
@@ -428,18 +412,7 @@ async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
     }
 
     // Read back as a bot would, from the bucket, under the prefix and today's path.
-    let settings = S3Settings {
-        endpoint: Some(endpoint.clone()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test-key-id".into()),
-        secret_access_key: Some("test-secret-key".into()),
-        allow_http: true,
-    };
-    let bucket = ObjectTree::open(
-        &StorageUrl::parse("s3://bot-tree/merchant-1").unwrap(),
-        &settings,
-    )
-    .unwrap();
+    let bucket = moto.reader("s3://bot-tree/merchant-1");
     let key = "facebook/101/conversations/7001.json";
     let deadline = Instant::now() + Duration::from_secs(30);
     let bytes = loop {
@@ -474,8 +447,7 @@ async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
         "the files' layout"
     );
     // Nothing lands beside the prefix, nor in the replica's own folder.
-    let outside =
-        ObjectTree::open(&StorageUrl::parse("s3://bot-tree").unwrap(), &settings).unwrap();
+    let outside = moto.reader("s3://bot-tree");
     assert!(outside.get(key).await.unwrap().is_none());
     assert!(!app.dir.path().join("facebook").exists());
 }
@@ -483,45 +455,22 @@ async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL and moto (apt-get install postgresql; pip install 'moto[server]'); run: cargo test -- --ignored postgres"]
 async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
-    use salesbot::config::{Config, S3Settings, StorageUrl};
+    use salesbot::config::Config;
     use salesbot::domain::{PageId, SenderId};
-    use salesbot::engines::s3::S3Server;
     use salesbot::migrate::{self, Direction};
-    use salesbot::store::objects::ObjectTree;
     use salesbot::store::{FileStore, MessagingEvent, TokenKey, TokenKind, TokenStore};
     use secrecy::{ExposeSecret, SecretString};
 
     let server = Postgres::start(Durability::Fast).unwrap();
-    let s3 = S3Server::start().await.unwrap();
-    s3.create_bucket("migrated").await.unwrap();
+    let moto = Bucket::start("migrated", "shop-1").await;
     let (before, after) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let endpoint = s3.endpoint();
     let config = |dir: &Path| {
-        let env = crate::helpers::test_env(
-            dir,
-            &[
-                ("DATABASE_URL", &server.url("postgres")),
-                ("STORAGE_URL", "s3://migrated/shop-1"),
-                ("AWS_ENDPOINT_URL", &endpoint),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_ACCESS_KEY_ID", "test-key-id"),
-                ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
-                ("AWS_ALLOW_HTTP", "true"),
-            ],
-        );
+        let mut settings = moto.settings();
+        settings.push(("DATABASE_URL", server.url("postgres")));
+        let env = crate::helpers::test_env(dir, &borrowed(&settings));
         Config::from_lookup(|name| env.get(name).cloned()).unwrap()
     };
-    let bucket = ObjectTree::open(
-        &StorageUrl::parse("s3://migrated/shop-1").unwrap(),
-        &S3Settings {
-            endpoint: Some(endpoint.clone()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some("test-key-id".into()),
-            secret_access_key: Some("test-secret-key".into()),
-            allow_http: true,
-        },
-    )
-    .unwrap();
+    let bucket = moto.reader("s3://migrated/shop-1");
 
     // An install of the embedded backend: 100 conversations on two pages (late, untimed and
     // mid-less events among them), their metadata, a page token, a poll checkpoint.
@@ -788,4 +737,51 @@ where
         out.push(handle.await.unwrap());
     }
     out
+}
+
+/// moto's S3 server holding one bucket, and how a replica (its settings) and a reader (an
+/// object tree) name `s3://<bucket>/<prefix>` on it.
+struct Bucket {
+    server: salesbot::engines::s3::S3Server,
+    url: String,
+}
+
+impl Bucket {
+    async fn start(bucket: &str, prefix: &str) -> Bucket {
+        let server = salesbot::engines::s3::S3Server::start().await.unwrap();
+        server.create_bucket(bucket).await.unwrap();
+        Bucket {
+            server,
+            url: format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    /// `STORAGE_URL` and the `AWS_*` settings of a replica publishing there.
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("STORAGE_URL", self.url.clone()),
+            ("AWS_ENDPOINT_URL", self.server.endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test-key-id".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret-key".into()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
+    /// The objects under `url` (on this server), read as a bot would.
+    fn reader(&self, url: &str) -> salesbot::store::objects::ObjectTree {
+        let settings = salesbot::config::S3Settings {
+            endpoint: Some(self.server.endpoint()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test-key-id".into()),
+            secret_access_key: Some("test-secret-key".into()),
+            allow_http: true,
+        };
+        let url = salesbot::config::StorageUrl::parse(url).unwrap();
+        salesbot::store::objects::ObjectTree::open(&url, &settings).unwrap()
+    }
+}
+
+fn borrowed<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
