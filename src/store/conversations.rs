@@ -59,7 +59,8 @@ pub(crate) mod contract {
         MessagingEvent::from(event)
     }
 
-    fn mids(events: &[Value]) -> Vec<String> {
+    /// Each event's `message.mid`, `-` for one without.
+    pub(crate) fn mids(events: &[Value]) -> Vec<String> {
         events
             .iter()
             .map(|e| {

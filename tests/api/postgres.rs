@@ -181,15 +181,7 @@ async fn postgres_out_of_reach_is_a_503_then_work_resumes() {
     let stand_in = StandIn::start().await;
     let objects = tempfile::tempdir().unwrap();
     let app = replica(&stand_in, &server, objects.path()).await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(health(&app).await, 200);
 
     server.halt().unwrap();
     // A page this replica has never seen must be looked up: the lookup cannot be made.
@@ -197,23 +189,14 @@ async fn postgres_out_of_reach_is_a_503_then_work_resumes() {
     assert_eq!(refused.status(), 503);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["detail"], "Service temporarily unavailable; try again");
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(health(&app).await, 503);
     let login = shopify_login_response(&app).await;
     assert_eq!(login, 307, "a login needs no database: it still starts");
 
     server.resume().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-        if health.status() == 200 {
+        if health(&app).await == 200 {
             break;
         }
         assert!(
@@ -298,6 +281,11 @@ async fn postgres_stopped_mid_load_acknowledges_nothing_it_loses_and_redeliverie
         expected.sort();
         assert_eq!(mids, expected, "customer {c}: every message once");
     }
+}
+
+async fn health(app: &TestApp) -> u16 {
+    let answer = app.client.get(app.url("/healthz")).send().await.unwrap();
+    answer.status().as_u16()
 }
 
 async fn shopify_login_response(app: &TestApp) -> u16 {

@@ -21,17 +21,7 @@ fn message(mid: &str, ts: i64) -> Value {
     })
 }
 
-fn mids(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            e.pointer("/message/mid")
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_string()
-        })
-        .collect()
-}
+use crate::store::conversations::contract::mids;
 
 fn parse_file(store: &FileStore) -> Vec<Value> {
     let (page, sender) = ids();
