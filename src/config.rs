@@ -14,6 +14,7 @@ use secrecy::{SecretBox, SecretString};
 use url::Url;
 
 pub use crate::store::objects::{S3Settings, StorageUrl};
+pub use crate::store::postgres::DatabaseTarget;
 pub use parse::{ConfigError, Problem};
 
 /// The names of the variables without which salesbot cannot start (the original's list).
@@ -82,8 +83,8 @@ pub struct StorageConfig {
 
 #[derive(Debug)]
 pub struct DatabaseConfig {
-    /// A `postgres://` URL; may hold a password, so it never prints.
-    pub url: SecretString,
+    /// The parsed `postgres://` URL (its password never prints) and its TLS settings.
+    pub target: DatabaseTarget,
     /// Connections at most, per process (`DATABASE_POOL_SIZE`).
     pub pool_size: usize,
     /// Where the tree the bot reads is published (`STORAGE_URL`; default `file://DATA_DIR`).

@@ -75,7 +75,7 @@ pub async fn run(config: &Config, direction: Direction) -> Result<Report, Migrat
     let storage = &config.storage;
     let database = storage.database.as_ref().ok_or(MigrateError::NoDatabase)?;
     let cipher = Cipher::new(&storage.encryption_key);
-    let db = PgDatabase::connect(&database.url, database.pool_size).await?;
+    let db = PgDatabase::connect(&database.target, database.pool_size).await?;
     let scaled = Scaled {
         tokens: TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher.clone()),
         poll: PgPollState::new(db.clone()),

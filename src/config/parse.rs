@@ -13,8 +13,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{
-    Config, DatabaseConfig, FacebookConfig, PollConfig, PollSchedule, REQUIRED, S3Settings,
-    ShopifyConfig, StorageConfig, StorageUrl,
+    Config, DatabaseConfig, DatabaseTarget, FacebookConfig, PollConfig, PollSchedule, REQUIRED,
+    S3Settings, ShopifyConfig, StorageConfig, StorageUrl,
 };
 
 /// One thing wrong with the environment.
@@ -297,17 +297,12 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             return None;
         };
         // The URL may carry a password: the reason never repeats it.
-        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        if !postgres || url.parse::<tokio_postgres::Config>().is_err() {
-            return self.invalid(
-                "DATABASE_URL",
-                "must be a PostgreSQL URL such as postgres://user:password@host:5432/salesbot \
-                 (unset for the embedded SQLite files)"
-                    .into(),
-            );
-        }
+        let target = match DatabaseTarget::parse(&url) {
+            Ok(target) => target,
+            Err(reason) => return self.invalid("DATABASE_URL", reason),
+        };
         Some(DatabaseConfig {
-            url: SecretString::from(url),
+            target,
             pool_size: pool_size?,
             objects: objects?,
             publish_interval: interval?,

@@ -28,6 +28,8 @@ pub struct Postgres {
     /// The `postgres` user's (uid, gid) when this process is root.
     owner: Option<(u32, u32)>,
     durability: Durability,
+    /// TLS is on, with a certificate for 127.0.0.1 signed by the CA in `tls/ca.pem`.
+    tls: bool,
     running: bool,
 }
 
@@ -52,6 +54,22 @@ impl Postgres {
 
     /// Creates a cluster and starts it; it listens on 127.0.0.1 only.
     pub fn start(durability: Durability) -> Result<Postgres, EngineError> {
+        Self::start_with(durability, false)
+    }
+
+    /// As [`Self::start`], with TLS on (`ssl=on`): its certificate names 127.0.0.1 and is
+    /// signed by a throwaway CA, [`Self::ca_file`]. Made with the `openssl` command, which
+    /// Debian's `postgresql` package brings along (through `ssl-cert`).
+    pub fn start_with_tls(durability: Durability) -> Result<Postgres, EngineError> {
+        Self::start_with(durability, true)
+    }
+
+    /// The CA that signed the server's certificate, when TLS is on.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.path().join("tls/ca.pem"))
+    }
+
+    fn start_with(durability: Durability, tls: bool) -> Result<Postgres, EngineError> {
         let bin = Self::binaries().ok_or_else(|| {
             EngineError::new("PostgreSQL is not installed (apt-get install postgresql)")
         })?;
@@ -71,6 +89,7 @@ impl Postgres {
             port: 0,
             owner,
             durability,
+            tls,
             running: false,
         };
         server.run(
@@ -88,6 +107,9 @@ impl Postgres {
                 "--no-sync",
             ],
         )?;
+        if tls {
+            server.make_certificates()?;
+        }
         server.port = free_port()?;
         server.resume()?;
         Ok(server)
@@ -119,6 +141,13 @@ impl Postgres {
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            let tls = self.dir.path().join("tls");
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+                tls.display()
+            ));
+        }
         if self.durability == Durability::Fast {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
@@ -129,6 +158,99 @@ impl Postgres {
             &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
         )?;
         self.running = true;
+        Ok(())
+    }
+
+    /// A CA, and a server certificate for 127.0.0.1 it signs; the key readable by the server
+    /// only (PostgreSQL refuses a key others can read).
+    fn make_certificates(&self) -> Result<(), EngineError> {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir(&tls)
+            .map_err(|e| EngineError::new(format!("cannot make {}: {e}", tls.display())))?;
+        std::fs::write(tls.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+            .map_err(|e| EngineError::new(format!("cannot write san.ext: {e}")))?;
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let steps: [&[&str]; 3] = [
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-subj",
+                    "/CN=salesbot test CA",
+                    "-days",
+                    "2",
+                ],
+            ]
+            .concat(),
+            &[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        ];
+        for args in steps {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| EngineError::new(format!("cannot run openssl: {e}")))?;
+            if !output.status.success() {
+                return Err(EngineError::new(format!(
+                    "openssl {} failed: {}",
+                    args[0],
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+        }
+        let server_key = tls.join("server.key");
+        std::fs::set_permissions(
+            &server_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(|e| EngineError::new(format!("cannot protect server.key: {e}")))?;
+        if let Some((uid, gid)) = self.owner {
+            for path in [&tls, &server_key, &tls.join("server.pem")] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| {
+                    EngineError::new(format!("cannot give {} to postgres: {e}", path.display()))
+                })?;
+            }
+        }
         Ok(())
     }
 

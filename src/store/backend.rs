@@ -55,7 +55,7 @@ pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreEr
             publisher: None,
         });
     };
-    let db = PgDatabase::connect(&database.url, database.pool_size).await?;
+    let db = PgDatabase::connect(&database.target, database.pool_size).await?;
     let objects = ObjectTree::open(&database.objects, &database.s3)?;
     tracing::info!(
         pool = database.pool_size,

@@ -9,9 +9,14 @@ pub enum StoreError {
     /// A statement PostgreSQL refused (a constraint, a bad query): a bug or a damaged schema.
     #[error("database error")]
     Postgres(#[source] tokio_postgres::Error),
-    /// PostgreSQL cannot be reached now (down, restarting, the pool exhausted): worth a retry.
-    #[error("the database is unavailable")]
-    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// PostgreSQL cannot be reached now (down, restarting, the pool exhausted, a certificate
+    /// refused): worth a retry. Shown with every cause: "error connecting to server" alone
+    /// does not tell an operator whether the port, the password or TLS is wrong.
+    #[error("the database is unavailable: {}", causes(.0.as_ref()))]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The TLS settings of `DATABASE_URL` cannot be used (its CA file, the system's CAs).
+    #[error("DATABASE_URL: {0}")]
+    DatabaseTls(String),
     /// The database was migrated by a newer salesbot; this build must not write to it.
     #[error(
         "the database schema is at version {found}, newer than this build knows ({known}): run the newer salesbot, or restore a backup"
@@ -47,6 +52,18 @@ pub enum StoreError {
     InUse { path: PathBuf },
     #[error("a storage task stopped unexpectedly")]
     Background(#[from] tokio::task::JoinError),
+}
+
+/// An error and its causes, `: `-separated.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut said = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        said.push_str(": ");
+        said.push_str(&err.to_string());
+        cause = err.source();
+    }
+    said
 }
 
 impl From<tokio_postgres::Error> for StoreError {

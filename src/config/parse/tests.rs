@@ -213,10 +213,8 @@ fn database_url_is_optional_checked_and_never_echoed() {
     let config = load(&env).unwrap();
     let database = config.storage.database.as_ref().unwrap();
     assert_eq!(database.pool_size, 8);
-    assert_eq!(
-        database.url.expose_secret(),
-        "postgres://salesbot:pa55word@db.internal:5432/salesbot"
-    );
+    let target = format!("{:?}", database.target);
+    assert!(target.contains("db.internal"), "{target}");
     assert!(!format!("{config:?}").contains("pa55word"));
 
     for bad in [

@@ -9,6 +9,7 @@ mod migrations;
 mod poll_state;
 mod publisher;
 mod sessions;
+mod target;
 mod tokens;
 
 #[cfg(test)]
@@ -17,8 +18,8 @@ mod tests;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
 
@@ -27,6 +28,7 @@ pub use migrations::LATEST_VERSION;
 pub use poll_state::PgPollState;
 pub use publisher::Publisher;
 pub use sessions::PgSessions;
+pub use target::DatabaseTarget;
 pub use tokens::PgTokens;
 
 /// How long a request waits for a connection (pool exhausted, or the database starting)
@@ -51,18 +53,18 @@ impl std::fmt::Debug for PgDatabase {
 impl PgDatabase {
     /// Connects (at most `max_size` connections at once) and brings the schema up to date;
     /// a schema newer than this build is refused.
-    pub async fn connect(url: &SecretString, max_size: usize) -> Result<PgDatabase, StoreError> {
-        let config: tokio_postgres::Config = url
-            .expose_secret()
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Unavailable(Box::new(e)))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+    pub async fn connect(
+        target: &DatabaseTarget,
+        max_size: usize,
+    ) -> Result<PgDatabase, StoreError> {
+        let settings = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let config = target.config.clone();
+        let manager = match target.client_config().map_err(StoreError::DatabaseTls)? {
+            Some(tls) => Manager::from_config(config, MakeRustlsConnect::new(tls), settings),
+            None => Manager::from_config(config, NoTls, settings),
+        };
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .wait_timeout(Some(WAIT))

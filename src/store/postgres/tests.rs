@@ -7,16 +7,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
-
-use super::{LATEST_VERSION, PgDatabase, PgPollState, PgSessions, PgTokens};
+use super::{DatabaseTarget, LATEST_VERSION, PgDatabase, PgPollState, PgSessions, PgTokens};
 use crate::engines::postgres::{Durability, Postgres};
 use crate::store::{SessionStore, StoreError, TokenStore, poll_state, sessions, tokens};
 
 async fn connect(server: &Postgres) -> PgDatabase {
-    PgDatabase::connect(&SecretString::from(server.url("postgres")), 4)
+    PgDatabase::connect(&target(&server.url("postgres")), 4)
         .await
         .expect("connects and migrates")
+}
+
+fn target(url: &str) -> DatabaseTarget {
+    DatabaseTarget::parse(url).expect("a valid URL")
 }
 
 fn session_store(db: &PgDatabase) -> SessionStore {
@@ -90,7 +92,7 @@ async fn postgres_a_state_raced_by_many_replicas_is_spent_once() {
 #[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
     let server = Postgres::start(Durability::Fast).unwrap();
-    let url = SecretString::from(server.url("postgres"));
+    let url = target(&server.url("postgres"));
     // Replicas starting together: one migrates, the others find it done.
     let starts = (0..3).map(|_| {
         let url = url.clone();
@@ -163,7 +165,7 @@ async fn postgres_down_is_unavailable_and_comes_back() {
     tokens
         .store(
             &key,
-            &SecretString::from("u"),
+            &secrecy::SecretString::from("u"),
             crate::store::TokenKind::Uuid,
         )
         .await
@@ -269,4 +271,71 @@ async fn postgres_conversations_match_the_files_byte_for_byte() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8(object).unwrap().contains("\"m9\""));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_over_tls_is_encrypted_and_the_certificate_verified() {
+    let server = Postgres::start_with_tls(Durability::Fast).unwrap();
+    let ca = server.ca_file().unwrap();
+    let url = server.url("postgres");
+    let port = server.port();
+    let encrypted = |db: PgDatabase| async move {
+        let client = db.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, bool>(0)
+    };
+    // The CA named: encrypted, whether TLS is required or only preferred.
+    for mode in ["require", "verify-full", "prefer"] {
+        let trusted = target(&format!(
+            "{url}?sslmode={mode}&sslrootcert={}",
+            ca.display()
+        ));
+        let db = PgDatabase::connect(&trusted, 2).await.expect(mode);
+        assert!(encrypted(db).await, "sslmode={mode} is encrypted");
+    }
+    // `disable` is plain, as asked.
+    let plain = PgDatabase::connect(&target(&format!("{url}?sslmode=disable")), 2)
+        .await
+        .unwrap();
+    assert!(!encrypted(plain).await);
+
+    // A certificate nobody vouches for (the system's CAs do not know the test CA) is refused,
+    // even when TLS is only preferred: no silent fall back to an unverified channel.
+    for mode in ["require", "prefer"] {
+        let untrusted = target(&format!("{url}?sslmode={mode}"));
+        let err = PgDatabase::connect(&untrusted, 2).await.unwrap_err();
+        assert!(err.is_unavailable());
+        let said = err.to_string();
+        assert!(said.contains("UnknownIssuer"), "sslmode={mode}: {said}");
+    }
+    // The right CA but another name than the certificate's (127.0.0.1): refused too.
+    let misnamed = target(&format!(
+        "postgres://postgres@localhost:{port}/postgres?sslmode=require&sslrootcert={}",
+        ca.display()
+    ));
+    let said = PgDatabase::connect(&misnamed, 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains("not valid for name"), "{said}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_without_tls_is_refused_when_tls_is_required() {
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let required = target(&format!("{}?sslmode=require", server.url("postgres")));
+    let err = PgDatabase::connect(&required, 2).await.unwrap_err();
+    let said = err.to_string();
+    assert!(said.to_lowercase().contains("tls"), "{said}");
+    // Preferred only: the plain connection it offers is taken.
+    let preferred = target(&server.url("postgres"));
+    PgDatabase::connect(&preferred, 2).await.unwrap();
 }
