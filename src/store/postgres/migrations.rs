@@ -59,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (conversation, key)
      );
      CREATE INDEX events_in_order ON events (conversation, seq);",
+    // 4: whose lease it is, so a replica renews only its own leases and can tell when one
+    // was taken over (the lease is short now and renewed while the publish runs).
+    "ALTER TABLE conversations ADD COLUMN lease_owner TEXT;",
 ];
 
 /// The version this build brings a database to.

@@ -4,8 +4,11 @@
 //! object was last written and not written within the interval (`STORAGE_PUBLISH_INTERVAL`,
 //! so a busy conversation's object is rewritten at most that often), renders each from its
 //! events exactly as the files would hold them, puts it, and records the version it shows.
-//! The lease keeps two replicas off the same conversation (an older render could land last);
-//! one that dies mid-publish lets its lease run out and another takes over.
+//! The lease keeps two replicas off the same conversation (an older render could land last).
+//! It is short ([`LEASE`]) and renewed while the pass runs, so a replica that dies mid-publish
+//! holds its conversations back by seconds, not minutes; a replica that finds its lease was
+//! taken over (it could not renew in time) leaves the conversation due, so whatever render
+//! landed last is replaced by a fresh one.
 
 use std::time::Duration;
 
@@ -16,13 +19,13 @@ use crate::store::{MessagingEvent, StoreError};
 
 /// Conversations leased by one pass.
 const BATCH: i64 = 64;
-/// How long a lease protects a publish in progress.
-const LEASE_SECS: f64 = 60.0;
+/// How long a lease protects a publish in progress unless renewed (every third of it).
+const LEASE: Duration = Duration::from_secs(15);
 /// The pause between passes that found nothing to do.
 const IDLE: Duration = Duration::from_millis(200);
 
-const LEASE: &str = "
-UPDATE conversations SET lease_until = now() + make_interval(secs => $3)
+const LEASE_DUE: &str = "
+UPDATE conversations SET lease_until = now() + make_interval(secs => $3), lease_owner = $4
 WHERE id IN (
     SELECT id FROM conversations
     WHERE version > published
@@ -38,6 +41,9 @@ pub struct Publisher {
     db: PgDatabase,
     objects: ObjectTree,
     interval: Duration,
+    /// This publisher's name on its leases.
+    owner: String,
+    lease: Duration,
 }
 
 impl Publisher {
@@ -46,7 +52,15 @@ impl Publisher {
             db,
             objects,
             interval,
+            owner: uuid::Uuid::new_v4().to_string(),
+            lease: LEASE,
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn with_lease(mut self, lease: Duration) -> Publisher {
+        self.lease = lease;
+        self
     }
 
     /// Publishes until `stop` fires, then makes a last pass that ignores the interval, so a
@@ -76,30 +90,86 @@ impl Publisher {
 
     /// One pass: how many conversations were published.
     pub async fn pass(&self, interval: Duration) -> Result<usize, StoreError> {
+        let leased = self.lease_due(interval).await?;
+        if leased.is_empty() {
+            return Ok(0);
+        }
+        let work = self.publish_leased(&leased);
+        tokio::pin!(work);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.lease / 3, self.lease / 3);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = renew.tick() => {
+                    if let Err(err) = self.renew().await {
+                        tracing::warn!(error = %err, "cannot renew the publishing leases");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leases up to [`BATCH`] conversations due (changed, and not published within
+    /// `interval`).
+    pub(super) async fn lease_due(
+        &self,
+        interval: Duration,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.db.client().await?;
         let leased = client
-            .query(LEASE, &[&interval.as_secs_f64(), &BATCH, &LEASE_SECS])
+            .query(
+                LEASE_DUE,
+                &[
+                    &interval.as_secs_f64(),
+                    &BATCH,
+                    &self.lease.as_secs_f64(),
+                    &self.owner,
+                ],
+            )
             .await?;
-        drop(client);
+        Ok(leased)
+    }
+
+    pub(super) async fn publish_leased(
+        &self,
+        leased: &[tokio_postgres::Row],
+    ) -> Result<usize, StoreError> {
         let mut published = 0;
-        for row in &leased {
+        for row in leased {
             let (id, page, customer, version): (i64, String, String, i64) =
                 (row.get(0), row.get(1), row.get(2), row.get(3));
             match self.publish(id, &page, &customer, version).await {
                 Ok(()) => published += 1,
                 Err(err) => {
                     tracing::warn!(page = %page, customer = %customer, error = %err, "cannot publish a conversation; it stays due");
-                    let client = self.db.client().await?;
-                    client
+                    self.db
+                        .client()
+                        .await?
                         .execute(
-                            "UPDATE conversations SET lease_until = NULL WHERE id = $1",
-                            &[&id],
+                            "UPDATE conversations SET lease_until = NULL
+                             WHERE id = $1 AND lease_owner = $2",
+                            &[&id, &self.owner],
                         )
                         .await?;
                 }
             }
         }
         Ok(published)
+    }
+
+    /// Extends the leases this publisher still holds.
+    pub(super) async fn renew(&self) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "UPDATE conversations SET lease_until = now() + make_interval(secs => $2)
+                 WHERE lease_owner = $1 AND lease_until > now()",
+                &[&self.owner, &self.lease.as_secs_f64()],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn publish(
@@ -126,16 +196,26 @@ impl Publisher {
                 render_document(events),
             )
             .await?;
-        self.db
-            .client()
-            .await?
+        let client = self.db.client().await?;
+        let recorded = client
             .execute(
                 "UPDATE conversations
                  SET published = GREATEST(published, $2), published_at = now(), lease_until = NULL
-                 WHERE id = $1",
-                &[&id, &version],
+                 WHERE id = $1 AND lease_owner = $3",
+                &[&id, &version, &self.owner],
             )
             .await?;
+        if recorded == 0 {
+            // The lease ran out and another replica took the conversation: its render and
+            // ours may have landed in either order, so it is left due for a fresh one.
+            tracing::warn!(page = %page, customer = %customer, "a publishing lease was taken over; publishing the conversation again");
+            client
+                .execute(
+                    "UPDATE conversations SET published = LEAST(published, $2::BIGINT - 1) WHERE id = $1",
+                    &[&id, &version],
+                )
+                .await?;
+        }
         Ok(())
     }
 }

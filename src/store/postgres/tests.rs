@@ -339,3 +339,83 @@ async fn postgres_without_tls_is_refused_when_tls_is_required() {
     let preferred = target(&server.url("postgres"));
     PgDatabase::connect(&preferred, 2).await.unwrap();
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_publishing_leases_are_renewed_and_taken_over_when_they_lapse() {
+    use crate::domain::{PageId, SenderId};
+    use crate::store::conversations::{Conversations, contract};
+    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
+
+    use super::{PgConversations, Publisher};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let db = connect(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let objects = ObjectTree::open(
+        &StorageUrl::File(dir.path().to_path_buf()),
+        &S3Settings::default(),
+    )
+    .unwrap();
+    let lease = Duration::from_millis(800);
+    let publisher =
+        || Publisher::new(db.clone(), objects.clone(), Duration::ZERO).with_lease(lease);
+    let (a, b) = (publisher(), publisher());
+    let (page, customer) = (
+        PageId::parse("101").unwrap(),
+        SenderId::parse("7001").unwrap(),
+    );
+    let store = PgConversations::new(db.clone());
+    let first = vec![contract::event("7001", Some("m1"), Some(1_000))];
+    store.add(&page, &customer, first).await.unwrap();
+
+    // A holds its lease past its length by renewing it: B finds nothing to take.
+    let held = a.lease_due(Duration::ZERO).await.unwrap();
+    assert_eq!(held.len(), 1);
+    for _ in 0..3 {
+        tokio::time::sleep(lease / 2).await;
+        a.renew().await.unwrap();
+    }
+    assert_eq!(
+        b.pass(Duration::ZERO).await.unwrap(),
+        0,
+        "A's lease was renewed"
+    );
+    assert_eq!(a.publish_leased(&held).await.unwrap(), 1);
+    assert_eq!(
+        b.pass(Duration::ZERO).await.unwrap(),
+        0,
+        "published: nothing due"
+    );
+
+    // A replica that stops renewing (it died) holds the conversation back for one lease.
+    let second = vec![contract::event("7001", Some("m2"), Some(2_000))];
+    store.add(&page, &customer, second).await.unwrap();
+    let lapsed = a.lease_due(Duration::ZERO).await.unwrap();
+    assert_eq!(b.pass(Duration::ZERO).await.unwrap(), 0, "still leased");
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    assert_eq!(
+        b.pass(Duration::ZERO).await.unwrap(),
+        1,
+        "taken over after the lease"
+    );
+    // A was only slow: its late render may land after B's, so the conversation is due again
+    // and the next pass writes a fresh one.
+    assert_eq!(a.publish_leased(&lapsed).await.unwrap(), 1);
+    assert_eq!(
+        b.pass(Duration::ZERO).await.unwrap(),
+        1,
+        "due again after a takeover"
+    );
+    let object = objects
+        .conversation(&page, &customer)
+        .await
+        .unwrap()
+        .unwrap();
+    let object = String::from_utf8(object).unwrap();
+    assert!(
+        object.contains("\"m1\"") && object.contains("\"m2\""),
+        "{object}"
+    );
+    assert_eq!(b.pass(Duration::ZERO).await.unwrap(), 0);
+}
