@@ -39,7 +39,7 @@ pub trait PageMetadata: Send + Sync + std::fmt::Debug {
     async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError>;
 }
 
-/// What every backend must do (run on the files in `store::files`, on PostgreSQL in
+/// What every backend must do (run on the files in `store::local::files`, on PostgreSQL in
 /// `store::postgres`).
 #[cfg(test)]
 pub(crate) mod contract {

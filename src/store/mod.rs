@@ -8,19 +8,17 @@
 //! - [`tokens`]: the encrypted key/value store of tokens and UUIDs.
 //! - [`sessions`]: browser sessions (hashed ids) and spent OAuth states.
 //! - [`poll_state`]: per-page poll checkpoints and re-authorisation marks.
-//! - [`local`]: the embedded backend: `tokens.db` and `sessions.db` (SQLite).
+//! - [`local`]: the embedded backend, the default: `tokens.db` and `sessions.db` (SQLite),
+//!   and `DATA_DIR/facebook/<page_id>/...`, the JSON files the bot reads, behind a journal.
 //! - [`postgres`]: the scale-out backend, shared by replicas (`DATABASE_URL`).
 //! - [`objects`]: the tree the bot reads as objects (`STORAGE_URL`: a folder or a bucket),
 //!   published from PostgreSQL.
 //! - [`conversations`]: the customers' conversations and the pages' metadata.
-//! - [`files`]: `DATA_DIR/facebook/<page_id>/...`, the JSON the bot reads: the embedded
-//!   backend of [`conversations`].
 
 pub mod backend;
 pub mod cipher;
 pub mod conversations;
 mod error;
-pub mod files;
 pub mod local;
 pub mod objects;
 pub mod poll_state;
@@ -30,7 +28,7 @@ pub mod tokens;
 
 pub use conversations::{ConversationStore, MetadataStore};
 pub use error::StoreError;
-pub use files::{FileStore, MessagingEvent};
+pub use local::files::{FileStore, MessagingEvent};
 pub use poll_state::PollStateStore;
 pub use sessions::SessionStore;
 pub use tokens::{TokenKey, TokenKind, TokenStore};

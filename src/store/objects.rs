@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::conversations::PageMetadata;
-use super::files::metadata;
+use super::local::files::metadata;
 use crate::domain::{PageId, SenderId};
 
 /// Where the objects go.

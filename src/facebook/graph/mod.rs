@@ -15,7 +15,7 @@ use url::Url;
 use crate::config::FacebookConfig;
 use crate::domain::PageId;
 use crate::outbound;
-use crate::store::files::PAGE_FIELDS;
+use crate::store::local::files::PAGE_FIELDS;
 
 pub use error::{ApiFailure, GraphError, GraphErrorBody};
 pub use usage::Usage;

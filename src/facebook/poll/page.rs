@@ -10,7 +10,7 @@ use super::convert::{parse_time, to_event};
 use crate::domain::{PageId, SenderId};
 use crate::facebook::graph::{GraphClient, GraphError};
 use crate::facebook::subscription;
-use crate::store::files::PAGE_FIELDS;
+use crate::store::local::files::PAGE_FIELDS;
 use crate::store::{ConversationStore, MessagingEvent, MetadataStore, StoreError};
 
 /// What Graph is asked for per conversation; messages include attachments and stickers.

@@ -1,7 +1,8 @@
-//! The embedded backend, the default: SQLite files for tokens, sessions and the poll's memory
-//! (the conversation files and their journal are in [`crate::store::files`]). One machine;
-//! a `salesbot poll` process may run beside the server.
+//! The embedded backend, the default: SQLite files for tokens, sessions and the poll's memory,
+//! and the conversation files the bot reads behind their journal ([`files`]). One machine; a
+//! `salesbot poll` process may run beside the server.
 
+pub mod files;
 mod poll_state;
 mod sessions;
 pub(crate) mod sqlite;

@@ -107,7 +107,7 @@ impl Conversations for PgConversations {
 
     async fn read(&self, page: &PageId, customer: &SenderId) -> Result<Vec<Value>, StoreError> {
         let events = self.events(page.as_str(), customer.as_str()).await?;
-        let document = crate::store::files::render_document(events);
+        let document = crate::store::local::files::render_document(events);
         Ok(serde_json::from_slice(&document).expect("a rendered conversation is JSON"))
     }
 

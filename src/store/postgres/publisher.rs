@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use super::PgDatabase;
-use crate::store::files::render_document;
+use crate::store::local::files::render_document;
 use crate::store::objects::ObjectTree;
 use crate::store::{MessagingEvent, StoreError};
 

@@ -384,7 +384,7 @@ fn two_processes_appending_lose_nothing() {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "store::files::conversation::tests::worker_process_appends",
+                "store::local::files::conversation::tests::worker_process_appends",
                 "--ignored",
                 "--nocapture",
             ])
@@ -578,7 +578,7 @@ async fn a_replay_flushes_the_files_it_finds_complete_and_their_folders() {
 /// already stored must flush the file first, once.
 #[tokio::test]
 async fn a_repeat_of_events_read_from_the_disk_flushes_the_file_once() {
-    use crate::store::files::atomic::times_flushed;
+    use crate::store::local::files::atomic::times_flushed;
 
     for journaled in [true, false] {
         let dir = tempfile::tempdir().unwrap();
@@ -613,7 +613,7 @@ async fn a_repeat_of_events_read_from_the_disk_flushes_the_file_once() {
 /// no flush, though the file had been read from the disk before.
 #[tokio::test]
 async fn a_repeat_after_a_rewrite_needs_no_flush_of_its_own() {
-    use crate::store::files::atomic::times_flushed;
+    use crate::store::local::files::atomic::times_flushed;
 
     let dir = tempfile::tempdir().unwrap();
     let (page, sender) = ids();

@@ -278,7 +278,7 @@ fn a_segment_that_waited_while_a_flush_failed_elsewhere_is_kept_for_the_next_sta
     };
     append(size / per_record / 2);
     // Another process's flush of some file failed: it has the error, a flush here would not.
-    crate::store::files::flush_failures::record(
+    crate::store::local::files::flush_failures::record(
         &log,
         Path::new("x.json"),
         &std::io::Error::from_raw_os_error(5),
