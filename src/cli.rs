@@ -148,6 +148,11 @@ async fn poll(config: Config) -> Result<ExitCode, String> {
         .await
         .map_err(|e| e.to_string())?;
     let outcome = state.poller.poll_once().await.map_err(|e| e.to_string())?;
+    // With PostgreSQL, what the poll stored reaches the bot's tree now, server running or not.
+    if let Some(publisher) = &state.publisher {
+        let published = publisher.publish_all().await.map_err(|e| e.to_string())?;
+        tracing::info!(conversations = published, "published what the poll stored");
+    }
     for page in &outcome.pages {
         match &page.result {
             Ok(r) => println!(

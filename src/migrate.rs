@@ -129,7 +129,7 @@ async fn to_postgres(
     }
     // Every conversation's object now, not one interval at a time.
     let publisher = Publisher::new(scaled.db.clone(), scaled.objects.clone(), Duration::ZERO);
-    while publisher.pass(Duration::ZERO).await? > 0 {}
+    publisher.publish_all().await?;
     Ok(report)
 }
 

@@ -21,7 +21,8 @@ pub struct Stores {
     pub poll_state: PollStateStore,
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
-    /// With PostgreSQL, in the server: what keeps the objects the bot reads up to date.
+    /// With PostgreSQL: what keeps the objects the bot reads up to date (in the background in
+    /// the server; drained once by a process beside it, such as `salesbot poll`).
     pub publisher: Option<Publisher>,
 }
 
@@ -62,14 +63,13 @@ pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreEr
         objects = ?database.objects,
         "every store in PostgreSQL; the bot's tree published to the objects"
     );
-    let publisher = (role == Role::Server)
-        .then(|| Publisher::new(db.clone(), objects.clone(), database.publish_interval));
+    let publisher = Publisher::new(db.clone(), objects.clone(), database.publish_interval);
     Ok(Stores {
         tokens: TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher.clone()),
         sessions: SessionStore::new(Arc::new(PgSessions::new(db.clone())), cipher),
         poll_state: Arc::new(PgPollState::new(db.clone())),
         conversations: Arc::new(PgConversations::new(db)),
         metadata: Arc::new(objects),
-        publisher,
+        publisher: Some(publisher),
     })
 }

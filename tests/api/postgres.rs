@@ -379,6 +379,62 @@ async fn postgres_three_replicas_firing_together_poll_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_salesbot_poll_publishes_what_it_stored_with_no_server_running() {
+    use salesbot::sandbox::world::Page;
+    use salesbot::sandbox::{Sandbox, World};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let page =
+        Page::new("101", "Demo Page", "EAAPAGE101").with_conversation("5000", 3, 1_750_000_000);
+    let world = World {
+        pages: vec![page],
+        ..World::default()
+    };
+    let sandbox = Sandbox::start(world, Duration::ZERO).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let (graph, database) = (sandbox.url(), server.url("postgres"));
+    let storage = format!("file://{}", objects.display());
+    let env = crate::helpers::test_env(
+        dir.path(),
+        &[
+            ("FACEBOOK_GRAPH_URL", &graph),
+            ("DATABASE_URL", &database),
+            ("STORAGE_URL", &storage),
+        ],
+    );
+    // The page connected earlier (by a server that is gone now).
+    let config = salesbot::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
+    crate::poll::connect(&state, "101", "EAAPAGE101").await;
+    drop(state);
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_salesbot"))
+        .arg("poll")
+        .env_clear()
+        .envs(&env)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("page 101: ok, 1 conversations, 3 new messages"),
+        "{stdout}"
+    );
+    // Published before `poll` exited: no server is running to do it later.
+    let object = objects.join("facebook/101/conversations/5000.json");
+    let events: Vec<Value> = serde_json::from_slice(&std::fs::read(&object).unwrap()).unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(
+        !dir.path().join("facebook").exists(),
+        "nothing in the local tree"
+    );
+}
+
+#[tokio::test]
 #[ignore = "needs PostgreSQL and moto (apt-get install postgresql; pip install 'moto[server]'); run: cargo test -- --ignored postgres"]
 async fn postgres_and_s3_the_bucket_holds_the_bots_tree() {
     let server = Postgres::start(Durability::Fast).unwrap();

@@ -83,8 +83,23 @@ impl Publisher {
                 () = tokio::time::sleep(IDLE) => {}
             }
         }
-        while let Ok(n @ 1..) = self.pass(Duration::ZERO).await {
-            tracing::debug!(published = n, "published at shutdown");
+        match self.publish_all().await {
+            Ok(n) => tracing::debug!(published = n, "published at shutdown"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot publish at shutdown; another replica or the next start will")
+            }
+        }
+    }
+
+    /// Publishes every conversation due now, the interval ignored; how many were published.
+    /// For a process that stops next (a clean stop, `salesbot poll`, `salesbot migrate`).
+    pub async fn publish_all(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            match self.pass(Duration::ZERO).await? {
+                0 => return Ok(total),
+                n => total += n,
+            }
         }
     }
 
