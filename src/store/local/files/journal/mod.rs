@@ -90,8 +90,26 @@ pub(crate) struct Journal {
     writer: Mutex<Writer>,
     segment_bytes: u64,
     backlog: Arc<Backlog>,
+    /// Waited for when the journal is dropped (see its `Drop`).
+    housekeeper: Option<std::thread::JoinHandle<()>>,
     /// Held for the journal's lifetime: a second server on the same DATA_DIR must not start.
     _lock: File,
+}
+
+impl Drop for Journal {
+    /// Cuts the housekeeper off and waits for it, before the folder's lock is released: a
+    /// journal opened on the same folder next (a restart within one process) must not meet it
+    /// still checkpointing and renaming the segments it is replaying.
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        writer.retired = mpsc::channel().0;
+        writer.spares = mpsc::sync_channel(1).1;
+        if let Some(housekeeper) = self.housekeeper.take()
+            && housekeeper.join().is_err()
+        {
+            tracing::error!("the journal's housekeeper panicked");
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -177,7 +195,7 @@ impl Journal {
             reusable,
             flush_failures: Arc::clone(&flush_failures),
         };
-        std::thread::Builder::new()
+        let housekeeper = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || housekeeping.run())
             .map_err(StoreError::io("start the housekeeper of", dir))?;
@@ -191,6 +209,7 @@ impl Journal {
             }),
             segment_bytes,
             backlog,
+            housekeeper: Some(housekeeper),
             _lock: lock,
         })
     }
