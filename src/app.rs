@@ -24,6 +24,7 @@ use crate::shopify::credentials::ShopifyTokens;
 use crate::state::{AppState, Services};
 use crate::store::StoreError;
 use crate::store::backend::{self, Role, Stores};
+use crate::telemetry::metrics::Metrics;
 
 /// How long shutdown waits for background work once requests are done.
 const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -53,6 +54,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StoreError> {
 }
 
 async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
+    let metrics = Metrics::new();
     let Stores {
         tokens,
         sessions,
@@ -60,10 +62,10 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         conversations,
         metadata,
         publisher,
-    } = backend::open(&config.storage, role).await?;
+    } = backend::open(&config.storage, role, &metrics).await?;
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
-    let graph = GraphClient::new(http.clone(), &config.facebook);
+    let graph = GraphClient::new(http.clone(), &config.facebook).observed(&metrics);
     let pages = PageDirectory::new(tokens.clone());
     let background = TaskTracker::new();
     let poller = Poller::new(
@@ -73,7 +75,8 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         tokens.clone(),
         poll_state,
         PollSettings::from_config(&config.poll),
-    );
+    )
+    .observed(&metrics);
     Ok(AppState::new(Services {
         poller,
         sessions,
@@ -94,6 +97,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         shopify,
         tokens,
         http,
+        metrics,
         config: Arc::new(config),
     }))
 }
@@ -209,7 +213,8 @@ pub fn routes(state: AppState) -> Edge<Router> {
         .merge(crate::health::router())
         .merge(crate::shopify::oauth::router())
         .merge(crate::facebook::oauth::router())
-        .merge(crate::facebook::webhook::router());
+        .merge(crate::facebook::webhook::router())
+        .merge(crate::admin::router());
     Edge::new(routes.fallback(http::not_found).with_state(state))
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// Run the original's webhook/polling self-tests inside `/facebook/callback`.
     pub oauth_self_test: bool,
+    /// `ADMIN_TOKEN`: the bearer token of `/metrics` and `/status`; unset, they answer 404.
+    pub admin_token: Option<SecretString>,
 }
 
 #[derive(Debug)]

@@ -10,6 +10,7 @@
 //! - [`http`]: the HTTP edge (request id, timeout, access log), the error type that becomes
 //!   `{"detail": ...}`, cookies, plain HTML pages; it knows no feature module.
 //! - [`health`]: `GET /` and `GET /healthz`.
+//! - [`admin`]: `GET /metrics` and `GET /status` for the operator, behind `ADMIN_TOKEN`.
 //! - [`domain`]: outside input parsed into types (`PageId`, `SenderId`) that cannot hold a path.
 //! - [`migrate`]: `salesbot migrate`, between SQLite + files and PostgreSQL + objects.
 //! - [`oauth_state`]: signed, expiring OAuth `state` tokens (the original's format).
@@ -21,9 +22,10 @@
 //! - [`engines`]: a throwaway PostgreSQL server for tests and benchmarks.
 //! - [`sandbox`]: a stand-in for Meta and Shopify on 127.0.0.1 (demo, tests, benchmarks).
 //! - [`scheduler`]: the nightly poll on `POLL_CRON`.
-//! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`.
+//! - [`telemetry`]: logging to stderr, filtered by `RUST_LOG`, and the metrics' counters.
 //! - [`allocator`]: the C allocator's settings, so that memory freed is used again.
 
+pub mod admin;
 pub mod allocator;
 pub mod app;
 pub mod cli;

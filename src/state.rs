@@ -12,6 +12,7 @@ use crate::oauth_state::StateSigner;
 use crate::shopify::admin::ShopifyClient;
 use crate::shopify::credentials::ShopifyTokens;
 use crate::store::{ConversationStore, MetadataStore, SessionStore, TokenStore};
+use crate::telemetry::metrics::Metrics;
 
 /// What every handler may use: one shared [`Services`]. axum clones the state for every
 /// request, so it is a single reference count (cloning a dozen shared fields from both cores
@@ -52,6 +53,8 @@ pub struct Services {
     pub pages: PageDirectory,
     pub refresher: MetadataRefresher,
     pub poller: Poller,
+    /// What `GET /metrics` shows; this application's alone.
+    pub metrics: Metrics,
     /// Work that outlives a request (metadata refreshes); awaited at shutdown.
     pub background: tokio_util::task::TaskTracker,
 }

@@ -5,6 +5,7 @@
 //! a crash (SIGKILL) may lose the last [`batched::HOLD`] of INFO lines, never a warning.
 
 mod batched;
+pub mod metrics;
 
 use std::io::{self, IsTerminal};
 use std::sync::{LazyLock, Once};

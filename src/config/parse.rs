@@ -109,6 +109,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             _ => Err("must be a whole number from 1 to 256".to_string()),
         });
         let self_test = self.parsed("OAUTH_SELF_TEST", "true", boolean);
+        let admin_token = self.admin_token();
         let key = self.encryption_key(&state_secret);
         let data_dir = PathBuf::from(self.optional("DATA_DIR", "."));
         let database = self.database(&data_dir);
@@ -159,7 +160,23 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 concurrency: concurrency.unwrap(),
             },
             oauth_self_test: self_test.unwrap(),
+            admin_token: admin_token.unwrap(),
         })
+    }
+
+    /// `ADMIN_TOKEN`: unset turns `/metrics` and `/status` off (404). A short one is refused:
+    /// it guards a page listing every shop and page.
+    fn admin_token(&mut self) -> Option<Option<SecretString>> {
+        let Some(token) = self.raw("ADMIN_TOKEN") else {
+            return Some(None);
+        };
+        if token.len() < 16 {
+            return self.invalid(
+                "ADMIN_TOKEN",
+                "must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+            );
+        }
+        Some(Some(SecretString::from(token)))
     }
 
     fn raw(&self, name: &str) -> Option<String> {

@@ -12,6 +12,7 @@ use super::{
     TokenStore,
 };
 use crate::config::StorageConfig;
+use crate::telemetry::metrics::Metrics;
 
 /// The stores of one backend.
 #[derive(Debug, Clone)]
@@ -37,7 +38,11 @@ pub enum Role {
 
 /// Opens the configured backend (connecting and migrating PostgreSQL when it is that one;
 /// replaying the journal of the server's files when it left one).
-pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreError> {
+pub async fn open(
+    storage: &StorageConfig,
+    role: Role,
+    metrics: &Metrics,
+) -> Result<Stores, StoreError> {
     let cipher = Cipher::new(&storage.encryption_key);
     let Some(database) = &storage.database else {
         let files = Arc::new(match role {
@@ -47,6 +52,7 @@ pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreEr
                 tokio::task::spawn_blocking(move || FileStore::with_journal(&data_dir)).await??
             }
         });
+        files.observe(metrics);
         return Ok(Stores {
             tokens: TokenStore::open_sqlite(&storage.token_db_path, cipher.clone())?,
             sessions: SessionStore::open_sqlite(&storage.session_db_path, cipher)?,
@@ -68,7 +74,7 @@ pub async fn open(storage: &StorageConfig, role: Role) -> Result<Stores, StoreEr
         tokens: TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher.clone()),
         sessions: SessionStore::new(Arc::new(PgSessions::new(db.clone())), cipher),
         poll_state: Arc::new(PgPollState::new(db.clone())),
-        conversations: Arc::new(PgConversations::new(db)),
+        conversations: Arc::new(PgConversations::new(db).observed(metrics)),
         metadata: Arc::new(objects),
         publisher: Some(publisher),
     })

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on a random port, driven over HTTP like a user,
 //! against stand-ins for Meta and Shopify on 127.0.0.1.
 
+mod admin;
 mod binary;
 mod browser;
 mod browser_pages;

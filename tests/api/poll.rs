@@ -67,7 +67,7 @@ pub async fn connect(state: &AppState, page: &str, token: &str) {
         .unwrap();
 }
 
-fn file(dir: &std::path::Path, page: &str, customer: &str) -> Vec<Value> {
+pub fn file(dir: &std::path::Path, page: &str, customer: &str) -> Vec<Value> {
     let bytes =
         std::fs::read(dir.join(format!("facebook/{page}/conversations/{customer}.json"))).unwrap();
     serde_json::from_slice(&bytes).unwrap()

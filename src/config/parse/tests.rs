@@ -268,3 +268,20 @@ fn storage_url_defaults_to_the_data_dir_and_needs_a_database() {
     let err = load(&env).unwrap_err().to_string();
     assert!(err.contains("STORAGE_URL: needs DATABASE_URL"), "{err}");
 }
+
+#[test]
+fn admin_token_is_optional_long_enough_and_never_echoed() {
+    assert!(load(&complete()).unwrap().admin_token.is_none());
+    let mut env = complete();
+    env.insert("ADMIN_TOKEN", "short-secret".into());
+    let said = load(&env).unwrap_err().to_string();
+    assert!(said.contains("ADMIN_TOKEN: must be at least 16"), "{said}");
+    assert!(!said.contains("short-secret"), "{said}");
+    env.insert("ADMIN_TOKEN", "a-long-enough-admin-token".into());
+    let config = load(&env).unwrap();
+    assert_eq!(
+        config.admin_token.as_ref().map(|t| t.expose_secret().len()),
+        Some(25)
+    );
+    assert!(!format!("{config:?}").contains("a-long-enough-admin-token"));
+}

@@ -70,6 +70,15 @@ impl GraphError {
         self.body().is_some_and(|e| e.code == 190)
     }
 
+    /// Meta's rate limiting: HTTP 429 or one of its throttling codes.
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            GraphError::Api(f) => f.status == 429 || RATE_LIMIT_CODES.contains(&f.error.code),
+            GraphError::Decode { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
     /// Worth trying again after a pause: throttling, Meta's own failures, the network.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -16,6 +16,7 @@ use crate::config::FacebookConfig;
 use crate::domain::PageId;
 use crate::outbound;
 use crate::store::local::files::PAGE_FIELDS;
+use crate::telemetry::metrics::{GraphOutcome, Metrics};
 
 pub use error::{ApiFailure, GraphError, GraphErrorBody};
 pub use usage::Usage;
@@ -72,6 +73,7 @@ pub struct GraphClient {
     app_id: String,
     app_secret: SecretString,
     redirect_uri: Url,
+    metrics: Metrics,
 }
 
 impl GraphClient {
@@ -89,7 +91,14 @@ impl GraphClient {
             app_id: config.app_id.clone(),
             app_secret: config.app_secret.clone(),
             redirect_uri: config.redirect_uri.clone(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts every call's outcome into `metrics`.
+    pub fn observed(mut self, metrics: &Metrics) -> GraphClient {
+        self.metrics = metrics.clone();
+        self
     }
 
     /// Exchanges the dialog's `code` for a short-lived user token.
@@ -186,7 +195,7 @@ impl GraphClient {
                 ("subscribed_fields", SUBSCRIBED_FIELDS),
                 ("access_token", token.expose_secret()),
             ]);
-        send::<Value>(request).await?;
+        self.send::<Value>(request).await?;
         Ok(())
     }
 
@@ -212,7 +221,7 @@ impl GraphClient {
         url: Url,
         query: &[(&str, &str)],
     ) -> Result<T, GraphError> {
-        send(self.http.get(url).query(query))
+        self.send(self.http.get(url).query(query))
             .await
             .map(|(value, _)| value)
     }
@@ -223,7 +232,22 @@ impl GraphClient {
         url: Url,
         query: &[(&str, &str)],
     ) -> Result<(T, Usage), GraphError> {
-        send(self.http.get(url).query(query)).await
+        self.send(self.http.get(url).query(query)).await
+    }
+
+    /// Sends one call and counts how it ended.
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(T, Usage), GraphError> {
+        let result = send(request).await;
+        self.metrics.graph(match &result {
+            Ok(_) => GraphOutcome::Ok,
+            Err(GraphError::Transport(_)) => GraphOutcome::Unreachable,
+            Err(err) if err.is_throttling() => GraphOutcome::Throttled,
+            Err(_) => GraphOutcome::Error,
+        });
+        result
     }
 
     /// `{graph_url}/{version}/{path}`.

@@ -22,6 +22,7 @@ use crate::domain::PageId;
 use crate::facebook::graph::GraphClient;
 use crate::store::PollStateStore;
 use crate::store::{ConversationStore, MetadataStore, StoreError, TokenKind, TokenStore, unix_now};
+use crate::telemetry::metrics::{Metrics, PollResult};
 pub use page::{CONVERSATION_FIELDS, PageReport};
 
 /// How hard the poll may press on Meta.
@@ -117,6 +118,7 @@ pub struct Poller {
     state: PollStateStore,
     settings: Arc<PollSettings>,
     running: Arc<Mutex<()>>,
+    metrics: Metrics,
 }
 
 impl Poller {
@@ -136,7 +138,14 @@ impl Poller {
             state,
             settings: Arc::new(settings),
             running: Arc::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts pages polled and events stored into `metrics`.
+    pub fn observed(mut self, metrics: &Metrics) -> Poller {
+        self.metrics = metrics.clone();
+        self
     }
 
     pub fn with_settings(mut self, settings: PollSettings) -> Poller {
@@ -203,6 +212,19 @@ impl Poller {
 
     /// Polls one page with the given token (the OAuth self-test's conversation poll).
     pub async fn poll_page(&self, page: &PageId, token: &SecretString) -> PageOutcome {
+        self.counted(self.poll_page_uncounted(page, token).await)
+    }
+
+    fn counted(&self, outcome: PageOutcome) -> PageOutcome {
+        self.metrics.poll_page(match &outcome.result {
+            Ok(_) => PollResult::Ok,
+            Err(failure) if failure.needs_reauth => PollResult::NeedsReauth,
+            Err(_) => PollResult::Failed,
+        });
+        outcome
+    }
+
+    async fn poll_page_uncounted(&self, page: &PageId, token: &SecretString) -> PageOutcome {
         let started = unix_now();
         let since_ms = match self.state.last_success(page).await {
             Ok(since) => since.map(|s| s * 1000),
@@ -220,6 +242,7 @@ impl Poller {
             conversations: &self.conversations,
             metadata: &self.metadata,
             settings: &self.settings,
+            metrics: &self.metrics,
             page,
             token,
             since_ms,
@@ -251,19 +274,20 @@ impl Poller {
     }
 
     async fn poll_stored_page(&self, page: PageId) -> PageOutcome {
-        match self
+        let outcome = match self
             .tokens
             .get(&crate::store::TokenKey::page_token(&page))
             .await
         {
-            Ok(Some(token)) => self.poll_page(&page, &token).await,
+            Ok(Some(token)) => self.poll_page_uncounted(&page, &token).await,
             Ok(None) => failure(
                 &page,
                 "the page token disappeared during the poll".into(),
                 false,
             ),
             Err(err) => failure(&page, err.to_string(), false),
-        }
+        };
+        self.counted(outcome)
     }
 
     async fn connected_pages(&self) -> Result<Vec<PageId>, StoreError> {

@@ -12,6 +12,7 @@ use crate::facebook::graph::{GraphClient, GraphError};
 use crate::facebook::subscription;
 use crate::store::local::files::PAGE_FIELDS;
 use crate::store::{ConversationStore, MessagingEvent, MetadataStore, StoreError};
+use crate::telemetry::metrics::{Metrics, Source};
 
 /// What Graph is asked for per conversation; messages include attachments and stickers.
 pub const CONVERSATION_FIELDS: &str =
@@ -39,6 +40,7 @@ pub struct PagePoll<'a> {
     pub conversations: &'a ConversationStore,
     pub metadata: &'a MetadataStore,
     pub settings: &'a PollSettings,
+    pub metrics: &'a Metrics,
     pub page: &'a PageId,
     pub token: &'a SecretString,
     /// Unix ms of the last successful poll's start: older conversations are not paged through.
@@ -157,7 +159,10 @@ impl PagePoll<'_> {
             }
         }
         report.conversations += 1;
-        report.new_messages += self.conversations.add(self.page, &customer, events).await?;
+        let offered = events.len();
+        let new = self.conversations.add(self.page, &customer, events).await?;
+        self.metrics.events(Source::Poll, offered, new);
+        report.new_messages += new;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::store::ConversationStore;
+use crate::telemetry::metrics::{Source, WebhookOutcome};
 
 pub use ingest::SELF_TEST_SENDER;
 pub use refresh::MetadataRefresher;
@@ -63,10 +64,26 @@ async fn verify(
 /// What Meta is answered once a batch is stored (the original's body), made once.
 const SUCCESS: &str = r#"{"status":"success"}"#;
 
+/// Answers a delivery and counts how it ended and how long it took.
 async fn receive(
     State(app): State<AppState>,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    let started = std::time::Instant::now();
+    let result = receive_counted(&app, request).await;
+    let status = match &result {
+        Ok(_) => 200,
+        Err(err) => err.status().as_u16(),
+    };
+    app.metrics
+        .webhook(WebhookOutcome::of_status(status), started.elapsed());
+    result
+}
+
+async fn receive_counted(
+    app: &AppState,
+    request: Request,
+) -> Result<impl IntoResponse + use<>, ApiError> {
     // The headers are taken out rather than extracted, which would copy them all.
     let (mut parts, body) = request.into_parts();
     let headers = std::mem::take(&mut parts.headers);
@@ -86,7 +103,9 @@ async fn receive(
         }
     })?;
     let batch = ingest::sort(entries, &app.pages).await?;
+    let offered = batch.conversations.iter().map(|c| c.events.len()).sum();
     let stored = store(&app.conversations, batch.conversations).await?;
+    app.metrics.events(Source::Webhook, offered, stored);
     for page in batch.changed_pages {
         app.refresher.request(page);
     }

@@ -9,6 +9,7 @@ use super::PgDatabase;
 use crate::domain::{PageId, SenderId};
 use crate::store::conversations::Conversations;
 use crate::store::{MessagingEvent, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// Adds a delivery's events and counts the new ones, in one statement: the conversation's row
 /// is created or its version bumped (the publisher's cue), then each event inserted unless its
@@ -30,11 +31,18 @@ ON CONFLICT (conversation, key) DO NOTHING";
 #[derive(Debug, Clone)]
 pub struct PgConversations {
     db: PgDatabase,
+    /// Where each delivery's commit time is counted (`salesbot_flush_duration_seconds`).
+    metrics: Option<Metrics>,
 }
 
 impl PgConversations {
     pub fn new(db: PgDatabase) -> PgConversations {
-        PgConversations { db }
+        PgConversations { db, metrics: None }
+    }
+
+    pub fn observed(mut self, metrics: &Metrics) -> PgConversations {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// Every conversation's page and customer, sorted.
@@ -96,12 +104,16 @@ impl Conversations for PgConversations {
         // Prepared once per connection: parsing and planning it for every delivery cost
         // PostgreSQL more than the insert itself.
         let add = client.prepare_cached(ADD).await?;
+        let started = std::time::Instant::now();
         let inserted = client
             .execute(
                 &add,
                 &[&page.as_str(), &customer.as_str(), &keys, &times, &lines],
             )
             .await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.flush(started.elapsed());
+        }
         Ok(inserted as usize)
     }
 

@@ -35,6 +35,7 @@ use super::conversation::{ConversationPaths, rewrite_whole};
 use super::flush_failures;
 use super::journal::{Entry, Journal};
 use crate::store::StoreError;
+use crate::telemetry::metrics::Metrics;
 
 /// What must reach the disk for a write to count.
 #[derive(Debug)]
@@ -105,6 +106,8 @@ struct Rounds {
 #[derive(Debug, Default)]
 struct Inner {
     rounds: Mutex<Rounds>,
+    /// Where each round's duration is counted, once the application says.
+    metrics: std::sync::OnceLock<Metrics>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,6 +123,11 @@ impl GroupSync {
             inner: Arc::default(),
             journal: Some(Arc::new(journal)),
         }
+    }
+
+    /// Counts the duration of every round from now on.
+    pub(crate) fn observe(&self, metrics: &Metrics) {
+        let _ = self.inner.metrics.set(metrics.clone());
     }
 
     pub(crate) fn is_journaled(&self) -> bool {
@@ -189,7 +197,11 @@ async fn run_rounds(inner: Arc<Inner>, mut journal: Option<Arc<Journal>>) {
                 std::mem::replace(&mut rounds.pending, Vec::with_capacity(room)),
             )
         };
+        let started = std::time::Instant::now();
         let (outcome, batch) = flush(batch, journal.clone()).await;
+        if let Some(metrics) = inner.metrics.get() {
+            metrics.flush(started.elapsed());
+        }
         if let Err(err) = &outcome {
             tracing::error!(error = %err, "flushing conversation files failed; those writes are not acknowledged");
         }

@@ -52,6 +52,11 @@ impl FileStore {
         }
     }
 
+    /// Counts how long each round of flushes takes (`salesbot_flush_duration_seconds`).
+    pub fn observe(&self, metrics: &crate::telemetry::metrics::Metrics) {
+        self.conversations.observe(metrics);
+    }
+
     /// The server's store: writes are made durable by a write-ahead journal in
     /// `data_dir/.salesbot/journal/`, owned by this process alone. Whatever a previous run
     /// left in the journal is merged into the files first. Blocking.

@@ -85,6 +85,11 @@ impl Conversations {
         Conversations::with_sync(GroupSync::journaled(journal))
     }
 
+    /// Counts the duration of every flush round from now on.
+    pub(crate) fn observe(&self, metrics: &crate::telemetry::metrics::Metrics) {
+        self.sync.observe(metrics);
+    }
+
     fn with_sync(sync: GroupSync) -> Conversations {
         Conversations {
             slots: Mutex::new(Slots::new(CACHED_CONVERSATIONS)),
