@@ -10,6 +10,8 @@ use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::attachments::Downloader;
+use crate::attachments::fetch::Fetcher;
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
@@ -61,8 +63,24 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         poll_state,
         conversations,
         metadata,
+        attachments,
         publisher,
     } = backend::open(&config.storage, role, &metrics).await?;
+    let attachments = match (config.attachments.enabled, attachments) {
+        (false, _) => None,
+        (true, Some((queue, files))) => Some(Downloader::new(
+            queue,
+            files,
+            Fetcher::new(&config.attachments),
+            metrics.clone(),
+        )),
+        (true, None) => {
+            tracing::warn!(
+                "attachments are not downloaded with DATABASE_URL yet; only the embedded backend keeps them"
+            );
+            None
+        }
+    };
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook).observed(&metrics);
@@ -76,7 +94,8 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         poll_state,
         PollSettings::from_config(&config.poll),
     )
-    .observed(&metrics);
+    .observed(&metrics)
+    .with_attachments(attachments.clone());
     Ok(AppState::new(Services {
         poller,
         sessions,
@@ -98,6 +117,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         tokens,
         http,
         metrics,
+        attachments,
         config: Arc::new(config),
     }))
 }
@@ -160,6 +180,12 @@ impl Application {
             .publisher
             .clone()
             .map(|publisher| tokio::spawn(publisher.run(publishing.clone())));
+        let downloading = tokio_util::sync::CancellationToken::new();
+        let downloader = self
+            .state
+            .attachments
+            .clone()
+            .map(|downloader| tokio::spawn(downloader.run(downloading.clone())));
         // Answers go out at once: with Nagle's algorithm on, a small write waits for the ACK
         // of the one before, which a client may delay by up to 40 ms.
         let listener = self.listener.tap_io(|tcp| {
@@ -189,6 +215,13 @@ impl Application {
                 left = background.len(),
                 "background work still running at shutdown; abandoned"
             );
+        }
+        // Downloads in progress are abandoned: they stay owed, for the next start.
+        downloading.cancel();
+        if let Some(downloader) = downloader
+            && let Err(err) = downloader.await
+        {
+            tracing::error!(error = %err, "the attachment downloader stopped unexpectedly");
         }
         // The objects the bot reads catch up with the last events before the process ends.
         publishing.cancel();

@@ -4,6 +4,7 @@
 //! round instead of one variable per restart. Secrets are held as `SecretString`/`SecretBox`,
 //! whose `Debug` prints `[REDACTED]`, so no log line or panic message can carry them.
 
+pub mod attachments;
 pub mod env_file;
 mod parse;
 
@@ -15,6 +16,7 @@ use url::Url;
 
 pub use crate::store::objects::{S3Settings, StorageUrl};
 pub use crate::store::postgres::DatabaseTarget;
+pub use attachments::{AllowedHost, AttachmentConfig};
 pub use parse::{ConfigError, Problem};
 
 /// The names of the variables without which salesbot cannot start (the original's list).
@@ -40,6 +42,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// Run the original's webhook/polling self-tests inside `/facebook/callback`.
     pub oauth_self_test: bool,
+    /// Downloading attachments before Meta's URLs expire.
+    pub attachments: AttachmentConfig,
     /// `ADMIN_TOKEN`: the bearer token of `/metrics` and `/status`; unset, they answer 404.
     pub admin_token: Option<SecretString>,
 }

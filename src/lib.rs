@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod app;
+pub mod attachments;
 pub mod cli;
 pub mod config;
 pub mod demo;

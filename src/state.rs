@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::attachments::Downloader;
 use crate::config::Config;
 use crate::facebook::graph::GraphClient;
 use crate::facebook::pages::PageDirectory;
@@ -53,6 +54,8 @@ pub struct Services {
     pub pages: PageDirectory,
     pub refresher: MetadataRefresher,
     pub poller: Poller,
+    /// Downloads the attachments of stored events (`ATTACHMENTS`, the embedded backend).
+    pub attachments: Option<Downloader>,
     /// What `GET /metrics` shows; this application's alone.
     pub metrics: Metrics,
     /// Work that outlives a request (metadata refreshes); awaited at shutdown.

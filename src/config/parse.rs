@@ -13,8 +13,8 @@ use sha2::Sha256;
 use url::Url;
 
 use super::{
-    Config, DatabaseConfig, DatabaseTarget, FacebookConfig, PollConfig, PollSchedule, REQUIRED,
-    S3Settings, ShopifyConfig, StorageConfig, StorageUrl,
+    AttachmentConfig, Config, DatabaseConfig, DatabaseTarget, FacebookConfig, PollConfig,
+    PollSchedule, REQUIRED, S3Settings, ShopifyConfig, StorageConfig, StorageUrl,
 };
 
 /// One thing wrong with the environment.
@@ -110,6 +110,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         });
         let self_test = self.parsed("OAUTH_SELF_TEST", "true", boolean);
         let admin_token = self.admin_token();
+        let attachments = self.attachments();
         let key = self.encryption_key(&state_secret);
         let data_dir = PathBuf::from(self.optional("DATA_DIR", "."));
         let database = self.database(&data_dir);
@@ -161,6 +162,27 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             },
             oauth_self_test: self_test.unwrap(),
             admin_token: admin_token.unwrap(),
+            attachments: attachments.unwrap(),
+        })
+    }
+
+    fn attachments(&mut self) -> Option<AttachmentConfig> {
+        let enabled = self.parsed("ATTACHMENTS", "on", boolean);
+        let hosts = self.parsed(
+            "ATTACHMENT_HOSTS",
+            super::attachments::META_CDN,
+            super::attachments::parse_hosts,
+        );
+        let max_bytes = self.parsed("ATTACHMENT_MAX_BYTES", "26214400", |v| {
+            match v.parse::<u64>() {
+                Ok(n @ 1..) => Ok(n),
+                _ => Err("must be a number of bytes above 0".to_string()),
+            }
+        });
+        Some(AttachmentConfig {
+            enabled: enabled?,
+            hosts: hosts?,
+            max_bytes: max_bytes?,
         })
     }
 

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use super::attachments::{AttachmentFileStore, AttachmentQueueStore};
 use super::cipher::Cipher;
-use super::local::SqlitePollState;
+use super::local::{SqliteAttachments, SqlitePollState};
 use super::objects::ObjectTree;
 use super::postgres::{PgConversations, PgDatabase, PgPollState, PgSessions, PgTokens, Publisher};
 use super::{
@@ -22,6 +23,8 @@ pub struct Stores {
     pub poll_state: PollStateStore,
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
+    /// The attachment queue and where their files go (the embedded backend only, so far).
+    pub attachments: Option<(AttachmentQueueStore, AttachmentFileStore)>,
     /// With PostgreSQL: what keeps the objects the bot reads up to date (in the background in
     /// the server; drained once by a process beside it, such as `salesbot poll`).
     pub publisher: Option<Publisher>,
@@ -53,7 +56,9 @@ pub async fn open(
             }
         });
         files.observe(metrics);
+        let queue = Arc::new(SqliteAttachments::open(&storage.token_db_path)?);
         return Ok(Stores {
+            attachments: Some((queue, files.clone())),
             tokens: TokenStore::open_sqlite(&storage.token_db_path, cipher.clone())?,
             sessions: SessionStore::open_sqlite(&storage.session_db_path, cipher)?,
             poll_state: Arc::new(SqlitePollState::open(&storage.token_db_path)?),
@@ -76,6 +81,7 @@ pub async fn open(
         poll_state: Arc::new(PgPollState::new(db.clone())),
         conversations: Arc::new(PgConversations::new(db).observed(metrics)),
         metadata: Arc::new(objects),
+        attachments: None,
         publisher: Some(publisher),
     })
 }

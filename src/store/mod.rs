@@ -3,6 +3,7 @@
 //! Each store is a trait with one implementation per backend, chosen once at start-up; what
 //! both backends share (sealing, hashing) is done here, above the trait.
 //!
+//! - [`attachments`]: attachment downloads owed (a queue that survives a crash), and their files.
 //! - [`backend`]: which backend, chosen once at start-up from the configuration.
 //! - [`cipher`]: where a token is encrypted (ChaCha20-Poly1305, row key as associated data).
 //! - [`tokens`]: the encrypted key/value store of tokens and UUIDs.
@@ -15,6 +16,7 @@
 //!   published from PostgreSQL.
 //! - [`conversations`]: the customers' conversations and the pages' metadata.
 
+pub mod attachments;
 pub mod backend;
 pub mod cipher;
 pub mod conversations;

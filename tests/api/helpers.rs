@@ -172,3 +172,43 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A `salesbot serve` process (a replica on its own machine, as far as it can tell).
+pub struct Replica {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Replica {
+    pub fn start(env: &HashMap<String, String>, dir: &std::path::Path) -> Replica {
+        let port = crate::helpers::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_salesbot"))
+            .arg("serve")
+            .env_clear()
+            .envs(env)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Replica { child, addr }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,6 +2,7 @@
 //! against stand-ins for Meta and Shopify on 127.0.0.1.
 
 mod admin;
+mod attachments;
 mod binary;
 mod browser;
 mod browser_pages;

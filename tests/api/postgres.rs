@@ -11,7 +11,7 @@ use salesbot::engines::postgres::{Durability, Postgres};
 use serde_json::{Value, json};
 
 use crate::flow::*;
-use crate::helpers::{TestApp, spawn_using};
+use crate::helpers::{Replica, TestApp, spawn_using};
 use crate::stand_in::StandIn;
 use crate::webhook::post;
 
@@ -606,43 +606,6 @@ async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
         .unwrap()
         .unwrap();
     assert_eq!(token.expose_secret(), "EAA-token-101");
-}
-
-/// A `salesbot serve` process (a replica on its own machine, as far as it can tell).
-struct Replica {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Replica {
-    fn start(env: &std::collections::HashMap<String, String>, dir: &Path) -> Replica {
-        let port = crate::helpers::free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_salesbot"))
-            .arg("serve")
-            .env_clear()
-            .envs(env)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "replica did not start");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Replica { child, addr }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

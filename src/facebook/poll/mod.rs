@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::attachments::Downloader;
 use crate::config::PollConfig;
 use crate::domain::PageId;
 use crate::facebook::graph::GraphClient;
@@ -119,6 +120,7 @@ pub struct Poller {
     settings: Arc<PollSettings>,
     running: Arc<Mutex<()>>,
     metrics: Metrics,
+    attachments: Option<Downloader>,
 }
 
 impl Poller {
@@ -139,7 +141,14 @@ impl Poller {
             settings: Arc::new(settings),
             running: Arc::default(),
             metrics: Metrics::default(),
+            attachments: None,
         }
+    }
+
+    /// Owes the attachments of the events it stores to `attachments`.
+    pub fn with_attachments(mut self, attachments: Option<Downloader>) -> Poller {
+        self.attachments = attachments;
+        self
     }
 
     /// Counts pages polled and events stored into `metrics`.
@@ -243,6 +252,7 @@ impl Poller {
             metadata: &self.metadata,
             settings: &self.settings,
             metrics: &self.metrics,
+            attachments: self.attachments.as_ref(),
             page,
             token,
             since_ms,

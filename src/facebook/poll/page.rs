@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::PollSettings;
 use super::caller::PageCaller;
 use super::convert::{parse_time, to_event};
+use crate::attachments::{self, Downloader};
 use crate::domain::{PageId, SenderId};
 use crate::facebook::graph::{GraphClient, GraphError};
 use crate::facebook::subscription;
@@ -41,6 +42,7 @@ pub struct PagePoll<'a> {
     pub metadata: &'a MetadataStore,
     pub settings: &'a PollSettings,
     pub metrics: &'a Metrics,
+    pub attachments: Option<&'a Downloader>,
     pub page: &'a PageId,
     pub token: &'a SecretString,
     /// Unix ms of the last successful poll's start: older conversations are not paged through.
@@ -160,7 +162,14 @@ impl PagePoll<'_> {
         }
         report.conversations += 1;
         let offered = events.len();
+        let owed = self
+            .attachments
+            .map(|_| attachments::owed_by(self.page, &customer, &events))
+            .unwrap_or_default();
         let new = self.conversations.add(self.page, &customer, events).await?;
+        if let Some(downloader) = self.attachments {
+            downloader.owe(owed).await?;
+        }
         self.metrics.events(Source::Poll, offered, new);
         report.new_messages += new;
         Ok(())

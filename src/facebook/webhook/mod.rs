@@ -23,6 +23,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
+use crate::attachments;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::store::ConversationStore;
@@ -104,8 +105,18 @@ async fn receive_counted(
     })?;
     let batch = ingest::sort(entries, &app.pages).await?;
     let offered = batch.conversations.iter().map(|c| c.events.len()).sum();
+    let owed: Vec<_> = match &app.attachments {
+        Some(_) => (batch.conversations.iter())
+            .flat_map(|c| attachments::owed_by(&c.page, &c.customer, &c.events))
+            .collect(),
+        None => Vec::new(),
+    };
     let stored = store(&app.conversations, batch.conversations).await?;
     app.metrics.events(Source::Webhook, offered, stored);
+    // Owed durably before the answer: a download is never forgotten, even after a SIGKILL.
+    if let Some(downloader) = &app.attachments {
+        downloader.owe(owed).await?;
+    }
     for page in batch.changed_pages {
         app.refresher.request(page);
     }

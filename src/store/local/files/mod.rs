@@ -327,6 +327,13 @@ impl FileStore {
         self.conversation_paths(page, sender).file
     }
 
+    /// `DATA_DIR/facebook/<page_id>/attachments/<sender_id>/`.
+    pub fn attachments_dir(&self, page: &PageId, sender: &SenderId) -> PathBuf {
+        self.page_dir(page)
+            .join("attachments")
+            .join(sender.as_str())
+    }
+
     fn page_dir(&self, page: &PageId) -> PathBuf {
         self.root.join(page.as_str())
     }
@@ -372,6 +379,26 @@ impl crate::store::conversations::PageMetadata for FileStore {
 
 #[cfg(test)]
 mod journal_tests;
+
+#[async_trait::async_trait]
+impl crate::store::attachments::AttachmentFiles for FileStore {
+    /// Written whole and flushed before the download counts as done.
+    async fn put(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let dir = self.attachments_dir(page, customer);
+        let path = dir.join(name);
+        tokio::task::spawn_blocking(move || {
+            atomic::ensure_dir(&dir)?;
+            atomic::write_atomic(&path, &bytes)
+        })
+        .await?
+    }
+}
 
 #[cfg(test)]
 mod contract_tests {
