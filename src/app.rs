@@ -180,6 +180,12 @@ impl Application {
             .publisher
             .clone()
             .map(|publisher| tokio::spawn(publisher.run(publishing.clone())));
+        let sweeping = tokio_util::sync::CancellationToken::new();
+        let sweeper = tokio::spawn(crate::shopify::keep_fresh::run(
+            self.state.shopify_tokens.clone(),
+            self.state.poller.state().clone(),
+            sweeping.clone(),
+        ));
         let downloading = tokio_util::sync::CancellationToken::new();
         let downloader = self
             .state
@@ -215,6 +221,10 @@ impl Application {
                 left = background.len(),
                 "background work still running at shutdown; abandoned"
             );
+        }
+        sweeping.cancel();
+        if let Err(err) = sweeper.await {
+            tracing::error!(error = %err, "the Shopify token sweep stopped unexpectedly");
         }
         // Downloads in progress are abandoned: they stay owed, for the next start.
         downloading.cancel();

@@ -17,6 +17,20 @@ use crate::store::{StoreError, TokenKey, TokenKind, TokenStore, unix_now};
 
 /// Refresh this long before Shopify's expiry, so a token never dies mid-request.
 const REFRESH_MARGIN_SECS: i64 = 300;
+/// The daily sweep ([`ShopifyTokens::refresh_expiring`]) renews a pair whose access token
+/// expires before the next sweep, or whose refresh token (about 90 days) expires within a
+/// week: a shop unused for months still works.
+const SWEEP_ACCESS_MARGIN_SECS: i64 = 25 * 3600;
+const SWEEP_REFRESH_MARGIN_SECS: i64 = 7 * 86_400;
+
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    pub shops: usize,
+    pub refreshed: usize,
+    /// Each shop whose refresh failed, with why; the merchant must connect it again.
+    pub failed: Vec<(String, String)>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -128,6 +142,56 @@ impl ShopifyTokens {
         if !needs_refresh(&stored, now) {
             return Ok(SecretString::from(stored.access_token));
         }
+        self.renew(shop, stored, now).await
+    }
+
+    /// Every shop whose access token expires before the next daily sweep, or whose refresh
+    /// token within a week, is refreshed now.
+    pub async fn refresh_expiring(&self, now: i64) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let prefix = TokenKey::shopify_token("");
+        for key in self.tokens.keys_of_kind(TokenKind::Token).await? {
+            let Some(shop) = key
+                .as_str()
+                .strip_prefix(prefix.as_str())
+                .and_then(ShopDomain::from_key)
+            else {
+                continue;
+            };
+            report.shops += 1;
+            let _guard = self.refreshing.lock().await;
+            let stored = match self.load(&shop).await {
+                Ok(stored) => stored,
+                Err(CredentialError::Store(err)) => return Err(err),
+                Err(_) => continue, // disconnected meanwhile
+            };
+            let due = stored.refresh_token.is_some()
+                && (stored
+                    .expires_at
+                    .is_some_and(|at| at - SWEEP_ACCESS_MARGIN_SECS <= now)
+                    || stored
+                        .refresh_token_expires_at
+                        .is_some_and(|at| at - SWEEP_REFRESH_MARGIN_SECS <= now));
+            if !due {
+                continue;
+            }
+            match self.renew(&shop, stored, now).await {
+                Ok(_) => report.refreshed += 1,
+                Err(CredentialError::Store(err)) => return Err(err),
+                Err(err) => report.failed.push((shop.to_string(), err.to_string())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Exchanges the stored refresh token for a new pair and stores it. The caller holds
+    /// `refreshing`.
+    async fn renew(
+        &self,
+        shop: &ShopDomain,
+        stored: Stored,
+        now: i64,
+    ) -> Result<SecretString, CredentialError> {
         let refresh_token = stored
             .refresh_token
             .clone()

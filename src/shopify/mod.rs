@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod keep_fresh;
 pub mod oauth;
 mod shop_domain;
 pub mod signature;

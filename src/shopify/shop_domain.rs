@@ -48,6 +48,12 @@ impl ShopDomain {
     pub fn key(&self) -> String {
         self.0.replace('.', "_")
     }
+
+    /// Back from [`Self::key`] (a shop's name has no `_` or `.`, so it is not ambiguous).
+    pub fn from_key(key: &str) -> Option<ShopDomain> {
+        let name = key.strip_suffix("_myshopify_com")?;
+        ShopDomain::parse(name).ok()
+    }
 }
 
 impl fmt::Display for ShopDomain {

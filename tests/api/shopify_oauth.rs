@@ -320,3 +320,65 @@ async fn cookies_are_secure_when_the_app_is_served_over_https() {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
 }
+
+#[tokio::test]
+async fn the_daily_sweep_refreshes_every_shop_before_its_tokens_lapse() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    // Both shops' access tokens last an hour: outside the five-minute margin of a request,
+    // inside the sweep's (the next sweep is a day away).
+    connect_shop(&app, "demo-store", "code-a").await;
+    connect_shop(&app, "other-store", "code-b").await;
+    let tokens = &app.state.shopify_tokens;
+    let exchanges = || stand_in.requests_to("/admin/oauth/access_token").len();
+    assert_eq!(exchanges(), 2);
+
+    let report = tokens.refresh_expiring(unix_now()).await.unwrap();
+    assert_eq!((report.shops, report.refreshed), (2, 2));
+    assert!(report.failed.is_empty());
+    assert_eq!(exchanges(), 4);
+    let row = |shop: &str| {
+        let key = TokenKey::shopify_token(&ShopDomain::parse(shop).unwrap().key());
+        let tokens = app.state.tokens.clone();
+        async move { tokens.get(&key).await.unwrap().unwrap() }
+    };
+    let stored = row("demo-store").await;
+    assert!(
+        stored.expose_secret().contains("shprt_refreshed_"),
+        "the new pair is kept"
+    );
+    assert!(!stored.expose_secret().contains("code-a"));
+
+    // A shop whose token never expires is left alone; a refused refresh names the shop.
+    stand_in.set(|s| s.refresh_fails = true);
+    let report = tokens.refresh_expiring(unix_now()).await.unwrap();
+    assert_eq!(report.refreshed, 0);
+    let failed: Vec<&str> = report
+        .failed
+        .iter()
+        .map(|(shop, _)| shop.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["demo-store.myshopify.com", "other-store.myshopify.com"]
+    );
+    assert!(report.failed.iter().all(|(_, why)| !why.contains("SECRET")));
+    // The stored pair is unchanged by a failed refresh: the next sweep can try again.
+    assert_eq!(
+        row("demo-store").await.expose_secret(),
+        stored.expose_secret()
+    );
+
+    stand_in.set(|s| {
+        s.refresh_fails = false;
+        s.shopify_expires_in = None;
+    });
+    connect_shop(&app, "forever-store", "code-c").await;
+    let before = exchanges();
+    let report = tokens.refresh_expiring(unix_now()).await.unwrap();
+    assert_eq!(report.shops, 3);
+    assert_eq!(
+        report.refreshed, 2,
+        "the two expiring shops, not the non-expiring one"
+    );
+    assert_eq!(exchanges(), before + 2);
+}
