@@ -136,13 +136,21 @@ impl ShopifyTokens {
         if !needs_refresh(&stored, now) {
             return Ok(SecretString::from(stored.access_token));
         }
-        let _guard = self.refreshing.lock().await;
+        let guard = Arc::clone(&self.refreshing).lock_owned().await;
         // Another task may have refreshed while this one waited.
         let stored = self.load(shop).await?;
         if !needs_refresh(&stored, now) {
             return Ok(SecretString::from(stored.access_token));
         }
-        self.renew(shop, stored, now).await
+        // Its own task: Shopify rotates the pair, so a refresh abandoned half-way (a client
+        // hanging up, the request timeout) would leave us holding a spent refresh token.
+        let (this, shop) = (self.clone(), shop.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            this.renew(&shop, stored, now).await
+        })
+        .await
+        .map_err(|e| CredentialError::Store(StoreError::Background(e)))?
     }
 
     /// Every shop whose access token expires before the next daily sweep, or whose refresh
