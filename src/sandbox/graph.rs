@@ -126,7 +126,7 @@ fn with_page(
             None,
             "Service temporarily unavailable",
         ),
-        None => answer(page),
+        Some(Fault::Pass) | None => answer(page),
     }
 }
 

@@ -32,6 +32,8 @@ impl Conversation {
 /// A failure the sandbox answers with instead of data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// No fault: the call is answered; it puts a later fault onto a later call.
+    Pass,
     /// HTTP 400 with Graph error code 613 (calls within one hour exceeded).
     Throttled,
     /// HTTP 500 with Graph error code 2 (service temporarily unavailable).

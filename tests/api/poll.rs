@@ -281,6 +281,40 @@ async fn a_message_stored_by_the_webhook_is_not_duplicated_by_the_poll() {
 }
 
 #[tokio::test]
+async fn restoring_a_subscription_is_retried_through_throttling_and_errors() {
+    let mut page = Page::new("101", "Demo Page", "EAAPAGE101").with_conversation("5000", 2, T0);
+    page.subscribed = false;
+    // The metadata and subscription reads pass; the POST meets a 500, then a throttle.
+    page.faults.extend([
+        Fault::Pass,
+        Fault::Pass,
+        Fault::ServerError,
+        Fault::Throttled,
+    ]);
+    let s = setup(World {
+        pages: vec![page],
+        ..World::default()
+    })
+    .await;
+    let outcome = s.poller.poll_once().await.unwrap();
+    let report = outcome.pages[0].result.as_ref().expect("the page polled");
+    assert!(report.resubscribed);
+    assert!(s.sandbox.world().pages[0].subscribed);
+    let posts = s
+        .sandbox
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/101/subscribed_apps"))
+        .count();
+    assert_eq!(posts, 3, "two failures retried, then subscribed");
+    assert_eq!(
+        report.graph_calls,
+        s.sandbox.calls().len(),
+        "every call paced and counted"
+    );
+}
+
+#[tokio::test]
 async fn a_vanished_subscription_is_restored() {
     let mut page = Page::new("101", "Demo Page", "EAAPAGE101").with_conversation("5000", 2, T0);
     page.subscribed = false;

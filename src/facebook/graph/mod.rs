@@ -250,6 +250,15 @@ impl GraphClient {
         result
     }
 
+    /// POST `url` with `query`, also returning how close the app is to Meta's rate limits.
+    pub async fn post_with_usage<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &[(&str, &str)],
+    ) -> Result<(T, Usage), GraphError> {
+        self.send(self.http.post(url).query(query)).await
+    }
+
     /// `{graph_url}/{version}/{path}`.
     pub fn endpoint(&self, path: &str) -> Url {
         self.base

@@ -32,12 +32,35 @@ impl<'a> PageCaller<'a> {
     }
 
     pub async fn get(&mut self, url: Url, query: &[(&str, &str)]) -> Result<Value, GraphError> {
+        self.call(false, url, query).await
+    }
+
+    /// A POST, paced and retried like a GET: only for calls that are safe to repeat (a
+    /// subscription asked for twice is one subscription).
+    pub async fn post(&mut self, url: Url, query: &[(&str, &str)]) -> Result<Value, GraphError> {
+        self.call(true, url, query).await
+    }
+
+    async fn call(
+        &mut self,
+        post: bool,
+        url: Url,
+        query: &[(&str, &str)],
+    ) -> Result<Value, GraphError> {
         let mut attempt = 1;
         loop {
             tokio::time::sleep_until(self.next_call).await;
             self.next_call = Instant::now() + self.settings.min_call_interval + self.slowdown;
             self.calls += 1;
-            match self.graph.get_with_usage::<Value>(url.clone(), query).await {
+            let answer = match post {
+                true => {
+                    self.graph
+                        .post_with_usage::<Value>(url.clone(), query)
+                        .await
+                }
+                false => self.graph.get_with_usage::<Value>(url.clone(), query).await,
+            };
+            match answer {
                 Ok((value, usage)) => {
                     self.observe(usage);
                     return Ok(value);

@@ -9,7 +9,7 @@ use super::caller::PageCaller;
 use super::convert::{parse_time, to_event};
 use crate::attachments::{self, Downloader};
 use crate::domain::{PageId, SenderId};
-use crate::facebook::graph::{GraphClient, GraphError};
+use crate::facebook::graph::{GraphClient, GraphError, SUBSCRIBED_FIELDS};
 use crate::facebook::subscription;
 use crate::store::local::files::PAGE_FIELDS;
 use crate::store::{ConversationStore, MessagingEvent, MetadataStore, StoreError};
@@ -76,14 +76,20 @@ impl PagePoll<'_> {
         let apps_url = self
             .graph
             .endpoint(&format!("{}/subscribed_apps", self.page));
-        let apps = caller.get(apps_url, &[("access_token", token)]).await?;
+        let apps = caller
+            .get(apps_url.clone(), &[("access_token", token)])
+            .await?;
         let apps = apps
             .get("data")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default();
         if !subscription::is_subscribed(apps) {
-            self.graph.subscribe(self.page, self.token).await?;
+            let fields = [
+                ("subscribed_fields", SUBSCRIBED_FIELDS),
+                ("access_token", token),
+            ];
+            caller.post(apps_url, &fields).await?;
             report.resubscribed = true;
             tracing::warn!(page = %self.page, "webhook subscription was missing; restored");
         }
