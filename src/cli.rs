@@ -35,6 +35,13 @@ pub enum Command {
     /// Poll every connected page's metadata and conversations once now, then exit; the exit
     /// status is non-zero if any page failed.
     Poll,
+    /// Print every shop and page: connected since, last and next poll, webhook subscription,
+    /// whether re-authorisation is needed, conversation and message counts, attachments
+    /// pending (the same as GET /status). Never a token. `--json` for the JSON.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy this install between the embedded backend (TOKEN_DB_PATH, DATA_DIR) and PostgreSQL
     /// (DATABASE_URL, STORAGE_URL), idempotently. Stop every `salesbot serve` first.
     Migrate {
@@ -79,6 +86,10 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
         },
         Command::Poll => match load_config(env_file) {
             Ok(config) => poll(config).await,
+            Err(code) => return code,
+        },
+        Command::Status { json } => match load_config(env_file) {
+            Ok(config) => status(config, json).await,
             Err(code) => return code,
         },
         Command::Migrate { to } => match load_config(env_file) {
@@ -139,6 +150,40 @@ async fn migrate(config: Config, to: crate::migrate::Direction) -> Result<ExitCo
         .await
         .map_err(|e| e.to_string())?;
     println!("migrated: {report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `salesbot status`: the status view as tables (or JSON).
+async fn status(config: Config, json: bool) -> Result<ExitCode, String> {
+    use crate::admin::status;
+    let state = crate::app::build_state(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = status::gather(&state).await.map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("plain data serialises")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let attachments = report
+        .attachments_pending
+        .map_or_else(|| "off".to_string(), |n| n.to_string());
+    println!(
+        "next poll: {}; attachments pending: {attachments}\n",
+        status::when(report.next_poll)
+    );
+    println!("shops ({})", report.shops.len());
+    print!(
+        "{}",
+        status::text_table(status::SHOP_HEADERS, &status::shop_rows(&report))
+    );
+    println!("\npages ({})", report.pages.len());
+    print!(
+        "{}",
+        status::text_table(status::PAGE_HEADERS, &status::page_rows(&report))
+    );
     Ok(ExitCode::SUCCESS)
 }
 

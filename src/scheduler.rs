@@ -56,6 +56,19 @@ fn parse(expression: &str) -> Result<croner::Cron, ScheduleError> {
         .map_err(|_| ScheduleError(JobSchedulerError::ParseSchedule))
 }
 
+/// When the poll runs next after `now` (Unix seconds), if it is scheduled.
+pub fn next_run(schedule: &PollSchedule, now: i64) -> Option<i64> {
+    let PollSchedule::Cron(expression) = schedule else {
+        return None;
+    };
+    let now = chrono::DateTime::from_timestamp(now, 0)?;
+    parse(expression)
+        .ok()?
+        .find_next_occurrence(&now, false)
+        .ok()
+        .map(|at| at.timestamp())
+}
+
 /// The run a firing at `now` is for: the latest cron time at or before it, in Unix seconds.
 fn run_at(cron: &croner::Cron, now: chrono::DateTime<chrono::Utc>) -> i64 {
     cron.find_previous_occurrence(&now, true)
@@ -87,5 +100,17 @@ mod tests {
         }
         let next_day = run + chrono::Duration::days(1);
         assert_eq!(run_at(&cron, next_day), next_day.timestamp());
+    }
+
+    #[test]
+    fn the_next_run_is_the_next_cron_time_and_none_when_off() {
+        let schedule = PollSchedule::Cron("0 30 2 * * *".into());
+        let run = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 2, 30, 0)
+            .unwrap()
+            .timestamp();
+        assert_eq!(next_run(&schedule, run - 10), Some(run));
+        assert_eq!(next_run(&schedule, run), Some(run + 86_400));
+        assert_eq!(next_run(&PollSchedule::Off, run), None);
     }
 }

@@ -71,6 +71,11 @@ impl Downloader {
         self.queue.pending().await
     }
 
+    /// Downloads still owed, per page id.
+    pub async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        self.queue.pending_by_page().await
+    }
+
     /// Works the queue until `stop`; a download in progress is finished or abandoned to the
     /// next start (it stays owed).
     pub async fn run(self, stop: CancellationToken) {

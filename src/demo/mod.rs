@@ -78,6 +78,8 @@ pub struct RunningDemo {
     pub addr: SocketAddr,
     pub sandbox: Sandbox,
     pub state: crate::state::AppState,
+    /// This run's `ADMIN_TOKEN`, for `/status` and `/metrics` (random, shown to the user).
+    pub admin_token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), StartError>>,
 }
@@ -102,7 +104,8 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, DemoError> {
     )
     .await
     .map_err(DemoError::Sandbox)?;
-    let config = config(options, &sandbox)?;
+    let admin_token = hex::encode(rand::random::<[u8; 16]>());
+    let config = config(options, &sandbox, &admin_token)?;
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(StartError::Bind { .. }) => return Err(DemoError::PortTaken(options.port)),
@@ -118,6 +121,7 @@ pub async fn start(options: &DemoOptions) -> Result<RunningDemo, DemoError> {
         addr,
         sandbox,
         state,
+        admin_token,
         stop,
         server,
     })
@@ -140,6 +144,10 @@ pub async fn run(options: DemoOptions) -> Result<story::Summary, DemoError> {
             demo.addr
         );
         println!("     (the page step 1 ends on links to step 2)");
+        println!(
+            "  3. http://{}/status                     the operator's view (admin token: {})",
+            demo.addr, demo.admin_token
+        );
         println!("Press Ctrl-C to stop.");
         crate::app::shutdown_signal().await;
     }
@@ -166,7 +174,11 @@ fn prepare_folder(dir: &Path) -> Result<(), DemoError> {
     .map_err(io)
 }
 
-fn config(options: &DemoOptions, sandbox: &Sandbox) -> Result<Config, DemoError> {
+fn config(
+    options: &DemoOptions,
+    sandbox: &Sandbox,
+    admin_token: &str,
+) -> Result<Config, DemoError> {
     let base = format!("http://127.0.0.1:{}", options.port);
     let data = options.data_dir.display().to_string();
     let key: [u8; 32] = rand::random();
@@ -198,6 +210,9 @@ fn config(options: &DemoOptions, sandbox: &Sandbox) -> Result<Config, DemoError>
         ("DATA_DIR", data),
         ("POLL_CRON", "off".into()),
         ("OAUTH_SELF_TEST", "true".into()),
+        ("ADMIN_TOKEN", admin_token.into()),
+        // The sandbox stands in for Meta's CDN too.
+        ("ATTACHMENT_HOSTS", sandbox.url()),
         ("FACEBOOK_GRAPH_URL", sandbox.url()),
         ("FACEBOOK_DIALOG_URL", sandbox.url()),
         (

@@ -127,16 +127,41 @@ pub async fn tell(
     let webhook = format!("{base}/facebook/webhook");
     let now_ms = crate::store::unix_now() * 1000;
 
-    println!("3. A customer writes to \"Demo Page\" on Messenger; Meta calls the webhook.");
+    println!(
+        "3. A customer writes to \"Demo Page\" on Messenger with a photo; Meta calls the webhook."
+    );
+    let mid = format!("m_demo_{now_ms}_1");
+    let photo = format!("{}/cdn/linen-shirt-blue.png", sandbox.url());
     let message = json!({"object": "page", "entry": [{"id": page_id, "time": now_ms, "messaging": [{
         "sender": {"id": customer}, "recipient": {"id": page_id}, "timestamp": now_ms,
-        "message": {"mid": format!("m_demo_{now_ms}_1"), "text": "Hi! Is the linen shirt available in blue, size M?"}}]}]});
+        "message": {"mid": mid, "text": "Hi! Is the linen shirt available in blue, size M?",
+            "attachments": [{"type": "image", "payload": {"url": photo}}]}}]}]});
     deliver(&http, &webhook, &message).await?;
     let file = data_dir.join(format!("facebook/{page_id}/conversations/{customer}.json"));
     println!(
-        "   ✓ Stored in {} ({})\n",
+        "   ✓ Stored in {} ({})",
         file.display(),
         plural(count(&file), "event")
+    );
+    let kept = data_dir.join(format!(
+        "facebook/{page_id}/attachments/{customer}/{}",
+        crate::attachments::file_name(&mid, 0, Some("image/png"))
+    ));
+    let mut size = None;
+    for _ in 0..100 {
+        if let Ok(meta) = std::fs::metadata(&kept) {
+            size = Some(meta.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let size = size.ok_or(DemoError::Step {
+        step: "attachment",
+        reason: format!("the photo was not kept in {} within 10 s", kept.display()),
+    })?;
+    println!(
+        "   ✓ Their photo is kept in {} ({size} bytes), before Meta's link expires\n",
+        kept.display()
     );
 
     println!("4. The page answers; Meta sends the reply back as an echo.");
@@ -216,7 +241,37 @@ pub async fn tell(
             None => println!("   {shown}  (unreadable!)"),
         }
     }
+    // The photos and stickers in the polled histories are fetched in the background too.
+    let pending = match &app.attachments {
+        Some(downloader) => downloader.pending().await.unwrap_or(0),
+        None => 0,
+    };
+    println!(
+        "   and under facebook/<page>/attachments/: {} kept so far, {} still downloading",
+        plural(attachment_files(&data_dir.join("facebook")), "file"),
+        pending
+    );
     Ok(summary)
+}
+
+/// Files under every `attachments/` folder below `dir`.
+fn attachment_files(dir: &Path) -> usize {
+    let Ok(pages) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    pages
+        .filter_map(Result::ok)
+        .filter_map(|page| std::fs::read_dir(page.path().join("attachments")).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|customer| std::fs::read_dir(customer.path()).ok())
+        .map(|files| {
+            files
+                .filter_map(Result::ok)
+                .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .sum()
 }
 
 async fn deliver(http: &reqwest::Client, url: &str, payload: &Value) -> Result<(), DemoError> {

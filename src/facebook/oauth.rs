@@ -23,6 +23,7 @@ use crate::domain::PageId;
 use crate::http::html::{self, escape};
 use crate::http::{ApiError, cookies, state_check};
 use crate::state::AppState;
+use crate::store::unix_now;
 use crate::store::{TokenKey, TokenKind};
 
 /// What the app asks the merchant for.
@@ -202,6 +203,8 @@ async fn connect_page(
     page: &PageAccount,
 ) -> Result<(), ApiError> {
     app.pages.connect(page_id, &page.access_token, user).await?;
+    let poll_state = app.poller.state();
+    poll_state.record_connected(page_id, unix_now()).await?;
     subscription::ensure(&app.graph, page_id, &page.access_token)
         .await
         .map_err(|e| {
@@ -209,6 +212,9 @@ async fn connect_page(
                 "Facebook webhook subscription for page {page_id} failed: {e}"
             ))
         })?;
+    poll_state
+        .record_subscription(page_id, true, unix_now())
+        .await?;
     app.metadata.write(page_id, &page.public_view()).await?;
     Ok(())
 }

@@ -170,7 +170,7 @@ fn messages_page(
         .min(newest_first.len());
     let data: Vec<Value> = newest_first[offset.min(end)..end]
         .iter()
-        .map(|m| message(m))
+        .map(|m| message(m, request))
         .collect();
     let mut result = json!({"data": data});
     if end < newest_first.len() {
@@ -180,7 +180,17 @@ fn messages_page(
     Some(result)
 }
 
-fn message(m: &Message) -> Value {
+/// A message as Graph shows it; its attachment links (paths on the sandbox's own stand-in
+/// CDN) made absolute.
+fn message(m: &Message, request: &Request<'_>) -> Value {
+    let root = request
+        .base
+        .rsplit_once('/')
+        .map_or(request.base, |(root, _)| root);
+    let absolute = |url: &str| match url.starts_with('/') {
+        true => format!("{root}{url}"),
+        false => url.to_string(),
+    };
     let mut v = json!({
         "id": m.id,
         "created_time": graph_time(m.created),
@@ -189,10 +199,10 @@ fn message(m: &Message) -> Value {
         "message": m.text.clone().unwrap_or_default(),
     });
     if let Some(url) = &m.image_url {
-        v["attachments"] = json!({"data": [{"id": format!("att_{}", m.id), "mime_type": "image/jpeg", "image_data": {"url": url, "width": 800, "height": 600}}]});
+        v["attachments"] = json!({"data": [{"id": format!("att_{}", m.id), "mime_type": "image/jpeg", "image_data": {"url": absolute(url), "width": 800, "height": 600}}]});
     }
     if let Some(sticker) = &m.sticker {
-        v["sticker"] = json!(sticker);
+        v["sticker"] = json!(absolute(sticker));
     }
     v
 }

@@ -133,6 +133,9 @@ impl Sandbox {
     }
 }
 
+/// An 8×8 blue PNG: the photo a demo customer sends.
+pub const PHOTO: &[u8] = include_bytes!("photo.png");
+
 async fn dispatch(state: &State, method: Method, uri: Uri, body: Bytes) -> Response {
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
@@ -156,6 +159,12 @@ async fn dispatch(state: &State, method: Method, uri: Uri, body: Bytes) -> Respo
         Some((&"shops", [shop, "admin", rest @ ..])) => {
             shopify::answer(&state.shopify, method.as_str(), shop, rest, &query, &body)
         }
+        // Meta's CDN, where attachment links point: one customer photo.
+        Some((&"cdn", [_, ..])) => (
+            [(axum::http::header::CONTENT_TYPE, "image/png")],
+            PHOTO.to_vec(),
+        )
+            .into_response(),
         Some((_version, ["dialog", "oauth"])) => graph::dialog(&query),
         Some((_version, ["dialog", "approve"])) => graph::approve(&query),
         Some((version, rest)) if version.starts_with('v') => {

@@ -88,9 +88,8 @@ impl Page {
                     to: to.into(),
                     created: start + 60 * i as i64,
                     text: (!photo && !sticker).then(|| format!("message {i} of {customer}")),
-                    image_url: photo.then(|| format!("https://cdn.example/{customer}/{i}.jpg")),
-                    sticker: sticker
-                        .then(|| "https://cdn.example/sticker/369239263222822.png".to_string()),
+                    image_url: photo.then(|| format!("/cdn/{customer}/{i}.jpg")),
+                    sticker: sticker.then(|| "/cdn/sticker/369239263222822.png".to_string()),
                 }
             })
             .collect();

@@ -23,6 +23,17 @@ const REFRESH_MARGIN_SECS: i64 = 300;
 const SWEEP_ACCESS_MARGIN_SECS: i64 = 25 * 3600;
 const SWEEP_REFRESH_MARGIN_SECS: i64 = 7 * 86_400;
 
+/// What the status view shows of a shop: no token, only dates (Unix seconds).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShopStatus {
+    pub shop: String,
+    pub connected_at: Option<i64>,
+    pub access_token_expires_at: Option<i64>,
+    pub refresh_token_expires_at: Option<i64>,
+    /// Why the merchant must connect the shop again, if they must.
+    pub needs_reauth: Option<String>,
+}
+
 /// What one sweep did.
 #[derive(Debug, Default)]
 pub struct SweepReport {
@@ -61,6 +72,9 @@ struct Stored {
     refresh_token_expires_at: Option<i64>,
     #[serde(default)]
     scope: String,
+    /// When the merchant connected the shop (Unix seconds); kept across refreshes.
+    #[serde(default)]
+    connected_at: Option<i64>,
 }
 
 impl Stored {
@@ -74,6 +88,7 @@ impl Stored {
             expires_at: grant.expires_in.map(|s| now + s),
             refresh_token_expires_at: grant.refresh_token_expires_in.map(|s| now + s),
             scope: grant.scope.clone(),
+            connected_at: Some(now),
         }
     }
 
@@ -89,6 +104,7 @@ impl Stored {
             expires_at: None,
             refresh_token_expires_at: None,
             scope: String::new(),
+            connected_at: None,
         })
     }
 }
@@ -157,15 +173,7 @@ impl ShopifyTokens {
     /// token within a week, is refreshed now.
     pub async fn refresh_expiring(&self, now: i64) -> Result<SweepReport, StoreError> {
         let mut report = SweepReport::default();
-        let prefix = TokenKey::shopify_token("");
-        for key in self.tokens.keys_of_kind(TokenKind::Token).await? {
-            let Some(shop) = key
-                .as_str()
-                .strip_prefix(prefix.as_str())
-                .and_then(ShopDomain::from_key)
-            else {
-                continue;
-            };
+        for shop in self.connected().await? {
             report.shops += 1;
             let _guard = self.refreshing.lock().await;
             let stored = match self.load(&shop).await {
@@ -190,6 +198,53 @@ impl ShopifyTokens {
             }
         }
         Ok(report)
+    }
+
+    /// Every connected shop, by domain.
+    pub async fn shops(&self, now: i64) -> Result<Vec<ShopStatus>, StoreError> {
+        let mut shops = Vec::new();
+        for shop in self.connected().await? {
+            let stored = match self.load(&shop).await {
+                Ok(stored) => stored,
+                Err(CredentialError::Store(err)) => return Err(err),
+                Err(_) => continue,
+            };
+            let expired = |at: Option<i64>| at.is_some_and(|at| at <= now);
+            let needs_reauth = match (&stored.refresh_token, stored.expires_at) {
+                (_, None) => None,
+                (None, at) if expired(at) => {
+                    Some("the access token expired and there is no refresh token".into())
+                }
+                (Some(_), _) if expired(stored.refresh_token_expires_at) => {
+                    Some("the refresh token expired".into())
+                }
+                _ => None,
+            };
+            shops.push(ShopStatus {
+                shop: shop.to_string(),
+                connected_at: stored.connected_at,
+                access_token_expires_at: stored.expires_at,
+                refresh_token_expires_at: stored.refresh_token_expires_at,
+                needs_reauth,
+            });
+        }
+        shops.sort_by(|a, b| a.shop.cmp(&b.shop));
+        Ok(shops)
+    }
+
+    async fn connected(&self) -> Result<Vec<ShopDomain>, StoreError> {
+        let prefix = TokenKey::shopify_token("");
+        Ok(self
+            .tokens
+            .keys_of_kind(TokenKind::Token)
+            .await?
+            .iter()
+            .filter_map(|key| {
+                key.as_str()
+                    .strip_prefix(prefix.as_str())
+                    .and_then(ShopDomain::from_key)
+            })
+            .collect())
     }
 
     /// Exchanges the stored refresh token for a new pair and stores it. The caller holds
@@ -222,6 +277,7 @@ impl ShopifyTokens {
                 }
             })?;
         let mut renewed = Stored::from_grant(&grant, now);
+        renewed.connected_at = stored.connected_at;
         if renewed.refresh_token.is_none() {
             renewed.refresh_token = stored.refresh_token;
             renewed.refresh_token_expires_at = stored.refresh_token_expires_at;

@@ -34,6 +34,8 @@ pub trait AttachmentQueue: Send + Sync + std::fmt::Debug {
     async fn give_up(&self, owed: &Owed, error: &str) -> Result<(), StoreError>;
     /// Entries still owed.
     async fn pending(&self) -> Result<usize, StoreError>;
+    /// Entries still owed, per page id.
+    async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError>;
 }
 
 /// Where an attachment's bytes go: `facebook/<page_id>/attachments/<sender_id>/<name>`.
@@ -96,5 +98,9 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(queue.pending().await.unwrap(), 1);
+        assert_eq!(
+            queue.pending_by_page().await.unwrap(),
+            [("101".to_string(), 1)]
+        );
     }
 }

@@ -31,12 +31,25 @@ pub trait Conversations: Send + Sync + std::fmt::Debug {
     /// Before a clean stop: whatever is durable only in an intermediate place (the journal)
     /// is put where readers look, so the next start has nothing to replay.
     async fn checkpoint(&self) -> Result<(), StoreError>;
+
+    /// How many conversations and events a page has (for the status view; reads every
+    /// conversation of the page with the files).
+    async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError>;
+}
+
+/// What a page holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PageCounts {
+    pub conversations: usize,
+    pub messages: usize,
 }
 
 #[async_trait::async_trait]
 pub trait PageMetadata: Send + Sync + std::fmt::Debug {
     /// Replaces the page's metadata document with the non-sensitive fields of `page_fields`.
     async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError>;
+    /// The page's metadata document, if written.
+    async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError>;
 }
 
 /// What every backend must do (run on the files in `store::local::files`, on PostgreSQL in

@@ -171,6 +171,11 @@ impl PageMetadata for ObjectTree {
         self.put(&Self::metadata_key(page), metadata::bytes(&document))
             .await
     }
+
+    async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
+        let bytes = self.get(&Self::metadata_key(page)).await?;
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
 }
 
 /// An object store that fails is out of reach for now, as a database would be: retried later.

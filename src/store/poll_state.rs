@@ -19,6 +19,15 @@ pub trait PollState: Send + Sync + std::fmt::Debug {
     /// A successful poll that started at `started_at`; clears any re-authorisation mark.
     async fn record_success(&self, page: &PageId, started_at: i64) -> Result<(), StoreError>;
     async fn mark_needs_reauth(&self, page: &PageId, reason: &str) -> Result<(), StoreError>;
+    /// The page was connected (again) at `at`: any re-authorisation mark is cleared.
+    async fn record_connected(&self, page: &PageId, at: i64) -> Result<(), StoreError>;
+    /// The webhook subscription as seen at `at` (after any restoring).
+    async fn record_subscription(
+        &self,
+        page: &PageId,
+        subscribed: bool,
+        at: i64,
+    ) -> Result<(), StoreError>;
     /// Pages waiting for their merchant to connect them again, with the reason, by page id.
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Takes the scheduled run at `slot` (its cron time, Unix seconds): true for exactly one
@@ -40,6 +49,11 @@ pub struct PollRecord {
     pub page: String,
     pub last_success: Option<i64>,
     pub reauth_reason: Option<String>,
+    /// When the page was last connected through OAuth (Unix seconds).
+    pub connected_at: Option<i64>,
+    /// The webhook subscription as last seen (by OAuth or a poll), and when.
+    pub subscribed: Option<bool>,
+    pub subscription_seen_at: Option<i64>,
 }
 
 /// Held for a whole poll run; dropping it lets the next one start.
@@ -87,6 +101,30 @@ pub(crate) mod contract {
         assert_eq!(state.last_success(&page("2")).await.unwrap(), None);
         state.record_success(&page("1"), 3_000).await.unwrap();
         assert_eq!(state.needing_reauth().await.unwrap().len(), 1);
+
+        // Connecting again clears the mark too; the subscription as last seen is kept.
+        state.record_connected(&page("2"), 4_000).await.unwrap();
+        state
+            .record_subscription(&page("2"), false, 4_100)
+            .await
+            .unwrap();
+        state
+            .record_subscription(&page("2"), true, 4_200)
+            .await
+            .unwrap();
+        assert!(state.needing_reauth().await.unwrap().is_empty());
+        let record = state.all().await.unwrap().pop().unwrap();
+        assert_eq!(
+            (
+                record.page.as_str(),
+                record.connected_at,
+                record.subscribed,
+                record.subscription_seen_at
+            ),
+            ("2", Some(4_000), Some(true), Some(4_200))
+        );
+        state.restore(&record).await.unwrap();
+        assert_eq!(state.all().await.unwrap().pop().unwrap(), record);
     }
 
     /// `other` is the same backend seen from another process or replica.

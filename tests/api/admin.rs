@@ -200,3 +200,198 @@ async fn metrics_count_the_poll_and_every_graph_call_exactly() {
     let polled_ok = value(&text, r#"salesbot_poll_pages_total{result="ok"}"#);
     assert_eq!(polled_ok, 2.0);
 }
+
+/// A shop and its two pages connected through both OAuth flows, and one message stored.
+async fn connected_install() -> (TestApp, crate::stand_in::StandIn) {
+    use crate::flow::{connect_shop, facebook_callback, facebook_start, form};
+    let (app, stand_in) = crate::helpers::spawn_with_stand_in(&[
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ("POLL_CRON", "0 0 3 * * *"),
+    ])
+    .await;
+    let connected = connect_shop(&app, "demo-store", "code-a").await;
+    let s = facebook_start(&app, &connected.session).await;
+    let r = facebook_callback(
+        &app,
+        &form(&[("code", "fbcode"), ("state", &s.state)]),
+        &[
+            ("facebook_oauth_state", &s.state_cookie),
+            ("session_id", &connected.session),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(post(&app, &delivery(&["m.1"]), true).await.status(), 200);
+    (app, stand_in)
+}
+
+#[tokio::test]
+async fn status_shows_every_shop_and_page_and_never_a_token() {
+    let (app, stand_in) = connected_install().await;
+    let started = salesbot::store::unix_now();
+    let response = admin_get(&app, "/status", Some(ADMIN_TOKEN)).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for secret in stand_in.issued_secrets() {
+        assert!(!text.contains(&secret), "{secret} in {text}");
+    }
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let shop = &status["shops"][0];
+    assert_eq!(shop["shop"], "demo-store.myshopify.com");
+    assert!((started - shop["connected_at"].as_i64().unwrap()).abs() < 60);
+    assert!(shop["refresh_token_expires_at"].as_i64().unwrap() > started + 80 * 86_400);
+    assert!(shop["needs_reauth"].is_null());
+
+    let pages = status["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2);
+    let page = &pages[0];
+    assert_eq!(
+        (page["id"].as_str(), page["name"].as_str()),
+        (Some("101"), Some("Demo Page"))
+    );
+    assert!((started - page["connected_at"].as_i64().unwrap()).abs() < 60);
+    assert_eq!(page["webhook_subscribed"], true);
+    assert!(page["needs_reauth"].is_null());
+    assert_eq!(
+        (page["conversations"].as_u64(), page["messages"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(pages[1]["messages"], 0);
+    // POLL_CRON's next run: 03:00 UTC within a day.
+    let next = status["next_poll"].as_i64().unwrap();
+    assert!(next > started && next <= started + 86_400, "{next}");
+
+    // A revoked page is shown as needing re-authorisation, with why.
+    app.state
+        .poller
+        .state()
+        .mark_needs_reauth(
+            &salesbot::domain::PageId::parse("202").unwrap(),
+            "Meta refused the page token",
+        )
+        .await
+        .unwrap();
+    let status: serde_json::Value = admin_get(&app, "/status", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["pages"][1]["needs_reauth"],
+        "Meta refused the page token"
+    );
+
+    // Off without ADMIN_TOKEN, refused without the token.
+    assert_eq!(admin_get(&app, "/status", None).await.status(), 401);
+    assert_eq!(
+        admin_get(&spawn_app().await, "/status", Some(ADMIN_TOKEN))
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_browser_signs_in_with_the_token_and_sees_the_status_table() {
+    let (app, _stand_in) = connected_install().await;
+    let html = |request: reqwest::RequestBuilder| request.header("accept", "text/html");
+    // Without the cookie: a sign-in form, not the data.
+    let response = html(app.client.get(app.url("/status")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("<form") && !body.contains("Demo Page"),
+        "{body}"
+    );
+
+    let sign_in = |token: &str| {
+        app.client
+            .post(app.url("/status/login"))
+            .form(&[("token", token)])
+            .send()
+    };
+    let wrong = sign_in("not-the-admin-token-0123456789").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right = sign_in(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(right.status(), 303);
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(ADMIN_TOKEN),
+        "the cookie holds a MAC, not the token"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+
+    let response = html(app.client.get(app.url("/status")))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    for cell in [
+        "demo-store.myshopify.com",
+        "Demo Page",
+        "Second Page",
+        "1 / 1",
+        "subscribed",
+    ] {
+        assert!(body.contains(cell), "{cell} missing:\n{body}");
+    }
+    // A cookie of another value opens nothing.
+    let forged = html(app.client.get(app.url("/status")))
+        .header("cookie", "salesbot_admin=00")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
+#[tokio::test]
+async fn salesbot_status_prints_the_same_as_a_table_and_as_json() {
+    let (app, stand_in) = connected_install().await;
+    let env = crate::helpers::test_env(app.dir.path(), &[]);
+    let run = |args: &'static [&'static str]| {
+        let env = env.clone();
+        let dir = app.dir.path().to_path_buf();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_salesbot"))
+                .args(args)
+                .env_clear()
+                .envs(env)
+                .current_dir(dir)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let table = run(&["status"]).await;
+    assert_eq!(table.status.code(), Some(0));
+    let text = String::from_utf8(table.stdout).unwrap();
+    for cell in [
+        "demo-store.myshopify.com",
+        "Demo Page",
+        "Second Page",
+        "1 / 1",
+        "pages (2)",
+    ] {
+        assert!(text.contains(cell), "{cell} missing:\n{text}");
+    }
+    let json = run(&["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(status["pages"][0]["messages"], 1);
+    for secret in stand_in.issued_secrets() {
+        assert!(!text.contains(&secret), "{secret}");
+        assert!(
+            !String::from_utf8_lossy(&json.stdout).contains(&secret),
+            "{secret}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ fn help_describes_every_subcommand() {
         "serve",
         "poll",
         "migrate",
+        "status",
         "demo",
         "POLL_CRON",
         ".env.example",

@@ -253,6 +253,37 @@ async fn a_merchant_connects_shopify_then_facebook_in_a_real_browser() {
             }
         }
         assert!(!pages.to_string().contains("EAA-demo-page-token"));
+
+        // The operator's status page: a sign-in form, then the table.
+        browser.goto(&format!("{base}/status")).await.unwrap();
+        assert_eq!(wait_for(&browser, "h1").await, "Status: sign in");
+        browser
+            .form(Locator::Css("form"))
+            .await
+            .unwrap()
+            .set_by_name("token", &running.admin_token)
+            .await
+            .unwrap()
+            .submit()
+            .await
+            .unwrap();
+        assert_eq!(wait_for(&browser, "h1").await, "Status");
+        let table = browser
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for cell in [
+            "demo-store.myshopify.com",
+            "100000000000101",
+            "Demo Page",
+            "subscribed",
+        ] {
+            assert!(table.contains(cell), "{cell} missing: {table}");
+        }
+        assert!(!table.contains("EAA-demo-page-token") && !table.contains("shpat"));
     }
     .await;
     let _ = browser.close().await;

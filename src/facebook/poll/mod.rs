@@ -262,6 +262,10 @@ impl Poller {
                 if let Err(err) = self.state.record_success(page, started).await {
                     tracing::warn!(page = %page, error = %err, "cannot record the poll checkpoint");
                 }
+                // A poll that succeeded found the subscription there, or restored it.
+                if let Err(err) = self.state.record_subscription(page, true, unix_now()).await {
+                    tracing::warn!(page = %page, error = %err, "cannot record the webhook subscription");
+                }
                 tracing::info!(page = %page, conversations = report.conversations, new_messages = report.new_messages, calls = report.graph_calls, "page polled");
                 PageOutcome {
                     page: page.clone(),

@@ -162,6 +162,21 @@ impl AttachmentQueue for SqliteAttachments {
         self.set(owed, SQL, unix_now(), error.to_string()).await
     }
 
+    async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        self.db
+            .call(|conn| {
+                let mut select = conn.prepare(
+                    "SELECT page_id, COUNT(*) FROM attachments WHERE state = 'owed'
+                     GROUP BY page_id ORDER BY page_id",
+                )?;
+                let rows = select
+                    .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as usize)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
     async fn pending(&self) -> Result<usize, StoreError> {
         self.db
             .call(|conn| {

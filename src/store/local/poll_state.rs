@@ -13,7 +13,10 @@ use crate::store::poll_state::{CLAIMS_KEPT_SECS, PollRecord, PollState, RunGuard
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS poll_pages (
     page_id TEXT PRIMARY KEY,
     last_success INTEGER,
-    reauth_reason TEXT
+    reauth_reason TEXT,
+    connected_at INTEGER,
+    subscribed INTEGER,
+    subscription_seen_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS poll_runs (
     slot INTEGER PRIMARY KEY
@@ -28,8 +31,18 @@ pub struct SqlitePollState {
 
 impl SqlitePollState {
     pub fn open(path: &Path) -> Result<SqlitePollState, StoreError> {
+        let db = Db::open(path, SCHEMA)?;
+        // Columns a tokens.db made before the status view lacks.
+        db.ensure_columns(
+            "poll_pages",
+            &[
+                ("connected_at", "INTEGER"),
+                ("subscribed", "INTEGER"),
+                ("subscription_seen_at", "INTEGER"),
+            ],
+        )?;
         Ok(SqlitePollState {
-            db: Db::open(path, SCHEMA)?,
+            db,
             lock_path: path.with_extension("poll.lock"),
         })
     }
@@ -81,6 +94,42 @@ impl PollState for SqlitePollState {
             .await
     }
 
+    async fn record_connected(&self, page: &PageId, at: i64) -> Result<(), StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_pages (page_id, connected_at) VALUES (?1, ?2)
+                     ON CONFLICT(page_id) DO UPDATE
+                     SET connected_at = excluded.connected_at, reauth_reason = NULL",
+                    params![page, at],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn record_subscription(
+        &self,
+        page: &PageId,
+        subscribed: bool,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO poll_pages (page_id, subscribed, subscription_seen_at)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT(page_id) DO UPDATE SET subscribed = excluded.subscribed,
+                     subscription_seen_at = excluded.subscription_seen_at",
+                    params![page, subscribed, at],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.db
             .call(|conn| {
@@ -113,7 +162,8 @@ impl PollState for SqlitePollState {
         self.db
             .call(|conn| {
                 let mut stmt = conn.prepare(
-                    "SELECT page_id, last_success, reauth_reason FROM poll_pages ORDER BY page_id",
+                    "SELECT page_id, last_success, reauth_reason, connected_at, subscribed,
+                     subscription_seen_at FROM poll_pages ORDER BY page_id",
                 )?;
                 let rows = stmt
                     .query_map([], |r| {
@@ -121,6 +171,9 @@ impl PollState for SqlitePollState {
                             page: r.get(0)?,
                             last_success: r.get(1)?,
                             reauth_reason: r.get(2)?,
+                            connected_at: r.get(3)?,
+                            subscribed: r.get(4)?,
+                            subscription_seen_at: r.get(5)?,
                         })
                     })?
                     .collect::<Result<_, _>>()?;
@@ -134,10 +187,20 @@ impl PollState for SqlitePollState {
         self.db
             .call(move |conn| {
                 conn.execute(
-                    "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES (?1, ?2, ?3)
+                    "INSERT INTO poll_pages (page_id, last_success, reauth_reason, connected_at,
+                     subscribed, subscription_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(page_id) DO UPDATE SET last_success = excluded.last_success,
-                     reauth_reason = excluded.reauth_reason",
-                    params![record.page, record.last_success, record.reauth_reason],
+                     reauth_reason = excluded.reauth_reason, connected_at = excluded.connected_at,
+                     subscribed = excluded.subscribed,
+                     subscription_seen_at = excluded.subscription_seen_at",
+                    params![
+                        record.page,
+                        record.last_success,
+                        record.reauth_reason,
+                        record.connected_at,
+                        record.subscribed,
+                        record.subscription_seen_at
+                    ],
                 )?;
                 Ok(())
             })

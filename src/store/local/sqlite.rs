@@ -62,6 +62,27 @@ impl Db {
 }
 
 impl Db {
+    /// Adds the `columns` a table made by an older build lacks (SQLite has no
+    /// `ADD COLUMN IF NOT EXISTS`). At start-up, before the database is shared.
+    pub(crate) fn ensure_columns(
+        &self,
+        table: &str,
+        columns: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut info = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let present: Vec<String> = info
+            .query_map([], |row| row.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?;
+        drop(info);
+        for (name, kind) in columns {
+            if !present.iter().any(|p| p == name) {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// True when the database answers; for `/healthz`.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::PgDatabase;
 use crate::domain::{PageId, SenderId};
-use crate::store::conversations::Conversations;
+use crate::store::conversations::{Conversations, PageCounts};
 use crate::store::{MessagingEvent, StoreError};
 use crate::telemetry::metrics::Metrics;
 
@@ -126,5 +126,22 @@ impl Conversations for PgConversations {
     /// Every acknowledged event is committed already; the objects catch up by themselves.
     async fn checkpoint(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(DISTINCT c.id), count(e.conversation) FROM conversations c
+                 LEFT JOIN events e ON e.conversation = c.id WHERE c.page_id = $1",
+                &[&page.as_str()],
+            )
+            .await?;
+        Ok(PageCounts {
+            conversations: row.get::<_, i64>(0) as usize,
+            messages: row.get::<_, i64>(1) as usize,
+        })
     }
 }

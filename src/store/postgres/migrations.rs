@@ -62,6 +62,10 @@ const MIGRATIONS: &[&str] = &[
     // 4: whose lease it is, so a replica renews only its own leases and can tell when one
     // was taken over (the lease is short now and renewed while the publish runs).
     "ALTER TABLE conversations ADD COLUMN lease_owner TEXT;",
+    // 5: what the status view shows of a page: when it was connected, and its webhook
+    // subscription as last seen.
+    "ALTER TABLE poll_pages ADD COLUMN connected_at BIGINT,
+         ADD COLUMN subscribed BOOLEAN, ADD COLUMN subscription_seen_at BIGINT;",
 ];
 
 /// The version this build brings a database to.

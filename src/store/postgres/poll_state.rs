@@ -61,6 +61,40 @@ impl PollState for PgPollState {
         Ok(())
     }
 
+    async fn record_connected(&self, page: &PageId, at: i64) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO poll_pages (page_id, connected_at) VALUES ($1, $2)
+                 ON CONFLICT (page_id) DO UPDATE
+                 SET connected_at = excluded.connected_at, reauth_reason = NULL",
+                &[&page.as_str(), &at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn record_subscription(
+        &self,
+        page: &PageId,
+        subscribed: bool,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO poll_pages (page_id, subscribed, subscription_seen_at)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (page_id) DO UPDATE SET subscribed = excluded.subscribed,
+                 subscription_seen_at = excluded.subscription_seen_at",
+                &[&page.as_str(), &subscribed, &at],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
             .db
@@ -100,7 +134,8 @@ impl PollState for PgPollState {
             .client()
             .await?
             .query(
-                "SELECT page_id, last_success, reauth_reason FROM poll_pages ORDER BY page_id",
+                "SELECT page_id, last_success, reauth_reason, connected_at, subscribed,
+                 subscription_seen_at FROM poll_pages ORDER BY page_id",
                 &[],
             )
             .await?;
@@ -110,6 +145,9 @@ impl PollState for PgPollState {
                 page: row.get(0),
                 last_success: row.get(1),
                 reauth_reason: row.get(2),
+                connected_at: row.get(3),
+                subscribed: row.get(4),
+                subscription_seen_at: row.get(5),
             })
             .collect())
     }
@@ -119,10 +157,20 @@ impl PollState for PgPollState {
             .client()
             .await?
             .execute(
-                "INSERT INTO poll_pages (page_id, last_success, reauth_reason) VALUES ($1, $2, $3)
+                "INSERT INTO poll_pages (page_id, last_success, reauth_reason, connected_at,
+                 subscribed, subscription_seen_at) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (page_id) DO UPDATE SET last_success = excluded.last_success,
-                 reauth_reason = excluded.reauth_reason",
-                &[&record.page, &record.last_success, &record.reauth_reason],
+                 reauth_reason = excluded.reauth_reason, connected_at = excluded.connected_at,
+                 subscribed = excluded.subscribed,
+                 subscription_seen_at = excluded.subscription_seen_at",
+                &[
+                    &record.page,
+                    &record.last_success,
+                    &record.reauth_reason,
+                    &record.connected_at,
+                    &record.subscribed,
+                    &record.subscription_seen_at,
+                ],
             )
             .await?;
         Ok(())

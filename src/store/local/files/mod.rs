@@ -12,6 +12,7 @@
 //! its lock file, as [`FileStore::read_conversation`] does.
 
 mod atomic;
+mod backend;
 mod conversation;
 mod flush_failures;
 mod group_sync;
@@ -338,8 +339,12 @@ impl FileStore {
         self.root.join(page.as_str())
     }
 
+    fn conversations_dir(&self, page: &PageId) -> PathBuf {
+        self.page_dir(page).join("conversations")
+    }
+
     fn conversation_paths(&self, page: &PageId, sender: &SenderId) -> ConversationPaths {
-        let dir = self.page_dir(page).join("conversations");
+        let dir = self.conversations_dir(page);
         let lock_dir = dir.join(".salesbot");
         ConversationPaths {
             file: dir.join(format!("{sender}.json")),
@@ -350,55 +355,8 @@ impl FileStore {
     }
 }
 
-#[async_trait::async_trait]
-impl crate::store::conversations::Conversations for FileStore {
-    async fn add(
-        &self,
-        page: &PageId,
-        customer: &SenderId,
-        events: Vec<MessagingEvent>,
-    ) -> Result<usize, StoreError> {
-        self.add_to_conversation(page, customer, events).await
-    }
-
-    async fn read(&self, page: &PageId, customer: &SenderId) -> Result<Vec<Value>, StoreError> {
-        self.read_conversation(page, customer).await
-    }
-
-    async fn checkpoint(&self) -> Result<(), StoreError> {
-        FileStore::checkpoint(self).await
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::store::conversations::PageMetadata for FileStore {
-    async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError> {
-        self.write_metadata(page, page_fields).await
-    }
-}
-
 #[cfg(test)]
 mod journal_tests;
-
-#[async_trait::async_trait]
-impl crate::store::attachments::AttachmentFiles for FileStore {
-    /// Written whole and flushed before the download counts as done.
-    async fn put(
-        &self,
-        page: &PageId,
-        customer: &SenderId,
-        name: &str,
-        bytes: Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let dir = self.attachments_dir(page, customer);
-        let path = dir.join(name);
-        tokio::task::spawn_blocking(move || {
-            atomic::ensure_dir(&dir)?;
-            atomic::write_atomic(&path, &bytes)
-        })
-        .await?
-    }
-}
 
 #[cfg(test)]
 mod contract_tests {

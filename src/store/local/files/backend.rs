@@ -1,0 +1,93 @@
+//! [`FileStore`] as the embedded backend of the store traits: conversations, page metadata,
+//! attachment files, and the counts the status view shows.
+
+use serde_json::Value;
+
+use super::{FileStore, MessagingEvent, atomic};
+use crate::domain::{PageId, SenderId};
+use crate::store::StoreError;
+use crate::store::conversations::{Conversations, PageCounts, PageMetadata};
+
+#[async_trait::async_trait]
+impl Conversations for FileStore {
+    async fn add(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        events: Vec<MessagingEvent>,
+    ) -> Result<usize, StoreError> {
+        self.add_to_conversation(page, customer, events).await
+    }
+
+    async fn read(&self, page: &PageId, customer: &SenderId) -> Result<Vec<Value>, StoreError> {
+        self.read_conversation(page, customer).await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        FileStore::checkpoint(self).await
+    }
+
+    async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {
+        let dir = self.conversations_dir(page);
+        tokio::task::spawn_blocking(move || {
+            let mut counts = PageCounts::default();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
+                Err(err) => return Err(StoreError::io("list", &dir)(err)),
+            };
+            for entry in entries {
+                let path = entry.map_err(StoreError::io("list", &dir))?.path();
+                if path.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).map_err(StoreError::io("read", &path))?;
+                counts.conversations += 1;
+                // One event per line, each an object.
+                counts.messages += bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| l.first() == Some(&b'{'))
+                    .count();
+            }
+            Ok(counts)
+        })
+        .await?
+    }
+}
+
+#[async_trait::async_trait]
+impl PageMetadata for FileStore {
+    async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError> {
+        self.write_metadata(page, page_fields).await
+    }
+
+    async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
+        let path = self.metadata_path(page);
+        tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io("read", &path)(err)),
+        })
+        .await?
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::attachments::AttachmentFiles for FileStore {
+    /// Written whole and flushed before the download counts as done.
+    async fn put(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let dir = self.attachments_dir(page, customer);
+        let path = dir.join(name);
+        tokio::task::spawn_blocking(move || {
+            atomic::ensure_dir(&dir)?;
+            atomic::write_atomic(&path, &bytes)
+        })
+        .await?
+    }
+}
