@@ -64,8 +64,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE conversations ADD COLUMN lease_owner TEXT;",
     // 5: what the status view shows of a page: when it was connected, and its webhook
     // subscription as last seen.
-    "ALTER TABLE poll_pages ADD COLUMN connected_at BIGINT,
-         ADD COLUMN subscribed BOOLEAN, ADD COLUMN subscription_seen_at BIGINT;",
+    "ALTER TABLE poll_pages ADD COLUMN IF NOT EXISTS connected_at BIGINT,
+         ADD COLUMN IF NOT EXISTS subscribed BOOLEAN,
+         ADD COLUMN IF NOT EXISTS subscription_seen_at BIGINT;",
 ];
 
 /// The version this build brings a database to.

@@ -119,7 +119,10 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
     // A database left at version 1 by an older build is brought up to date.
     client
         .batch_execute(
-            "DROP TABLE events, conversations, poll_runs; UPDATE salesbot_schema SET version = 1",
+            "DROP TABLE events, conversations, poll_runs;
+             ALTER TABLE poll_pages DROP COLUMN connected_at, DROP COLUMN subscribed,
+                 DROP COLUMN subscription_seen_at;
+             UPDATE salesbot_schema SET version = 1",
         )
         .await
         .unwrap();
