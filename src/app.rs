@@ -67,19 +67,13 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         publisher,
     } = backend::open(&config.storage, role, &metrics).await?;
     let attachments = match (config.attachments.enabled, attachments) {
-        (false, _) => None,
         (true, Some((queue, files))) => Some(Downloader::new(
             queue,
             files,
             Fetcher::new(&config.attachments),
             metrics.clone(),
         )),
-        (true, None) => {
-            tracing::warn!(
-                "attachments are not downloaded with DATABASE_URL yet; only the embedded backend keeps them"
-            );
-            None
-        }
+        _ => None,
     };
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);

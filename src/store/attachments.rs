@@ -76,10 +76,17 @@ pub(crate) mod contract {
         // A redelivery owes nothing new.
         queue.enqueue(vec![owed("m1", 0)]).await.unwrap();
         assert_eq!(queue.pending().await.unwrap(), 3);
-        let due = queue.due(i64::MAX, 10).await.unwrap();
+        // At most `limit`; a backend shared by replicas claims what it hands out, so the
+        // rest comes next (or everything again, with one server).
+        let now = crate::store::unix_now();
+        let mut due = queue.due(now, 2).await.unwrap();
+        assert_eq!(due.len(), 2);
+        for more in queue.due(now, 10).await.unwrap() {
+            if !due.contains(&more) {
+                due.push(more);
+            }
+        }
         assert_eq!(due.len(), 3);
-        assert_eq!(queue.due(i64::MAX, 2).await.unwrap().len(), 2);
-
         queue.done(&due[0], "m1-0.jpg").await.unwrap();
         queue.retry(&due[1], 1_000, "HTTP 500").await.unwrap();
         queue.give_up(&due[2], "HTTP 404").await.unwrap();

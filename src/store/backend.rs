@@ -7,7 +7,9 @@ use super::attachments::{AttachmentFileStore, AttachmentQueueStore};
 use super::cipher::Cipher;
 use super::local::{SqliteAttachments, SqlitePollState};
 use super::objects::ObjectTree;
-use super::postgres::{PgConversations, PgDatabase, PgPollState, PgSessions, PgTokens, Publisher};
+use super::postgres::{
+    PgAttachments, PgConversations, PgDatabase, PgPollState, PgSessions, PgTokens, Publisher,
+};
 use super::{
     ConversationStore, FileStore, MetadataStore, PollStateStore, SessionStore, StoreError,
     TokenStore,
@@ -23,7 +25,7 @@ pub struct Stores {
     pub poll_state: PollStateStore,
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
-    /// The attachment queue and where their files go (the embedded backend only, so far).
+    /// The attachment queue and where their files go.
     pub attachments: Option<(AttachmentQueueStore, AttachmentFileStore)>,
     /// With PostgreSQL: what keeps the objects the bot reads up to date (in the background in
     /// the server; drained once by a process beside it, such as `salesbot poll`).
@@ -79,9 +81,12 @@ pub async fn open(
         tokens: TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher.clone()),
         sessions: SessionStore::new(Arc::new(PgSessions::new(db.clone())), cipher),
         poll_state: Arc::new(PgPollState::new(db.clone())),
-        conversations: Arc::new(PgConversations::new(db).observed(metrics)),
+        conversations: Arc::new(PgConversations::new(db.clone()).observed(metrics)),
+        attachments: Some((
+            Arc::new(PgAttachments::new(db.clone())),
+            Arc::new(objects.clone()),
+        )),
         metadata: Arc::new(objects),
-        attachments: None,
         publisher: Some(publisher),
     })
 }

@@ -178,6 +178,21 @@ impl PageMetadata for ObjectTree {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::store::attachments::AttachmentFiles for ObjectTree {
+    /// `facebook/<page_id>/attachments/<sender_id>/<name>`, as the files would be.
+    async fn put(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let key = format!("facebook/{page}/attachments/{customer}/{name}");
+        ObjectTree::put(self, &key, bytes).await
+    }
+}
+
 /// An object store that fails is out of reach for now, as a database would be: retried later.
 fn objects(err: object_store::Error) -> StoreError {
     StoreError::Unavailable(Box::new(err))

@@ -18,12 +18,12 @@ use crate::admin::{ADMIN_TOKEN, admin_get};
 use crate::helpers::{Replica, spawn_app_with};
 use crate::webhook::post;
 
-const PHOTO: &[u8] = b"\xff\xd8\xff\xe0 a customer's photo of the product they want";
+pub const PHOTO: &[u8] = b"\xff\xd8\xff\xe0 a customer's photo of the product they want";
 
 /// A stand-in for Meta's CDN on 127.0.0.1, counting what it is asked for.
 #[derive(Clone, Default)]
-struct Cdn {
-    asked: Arc<Mutex<Vec<String>>>,
+pub struct Cdn {
+    pub asked: Arc<Mutex<Vec<String>>>,
     /// While true, `/photo.jpg` does not answer yet (a slow CDN).
     holding: Arc<AtomicBool>,
 }
@@ -57,7 +57,7 @@ async fn serve(State(cdn): State<Cdn>, UrlPath(name): UrlPath<String>) -> impl I
     }
 }
 
-async fn start_cdn(cdn: Cdn) -> String {
+pub async fn start_cdn(cdn: Cdn) -> String {
     let app = Router::new().route("/{name}", get(serve)).with_state(cdn);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
@@ -65,7 +65,7 @@ async fn start_cdn(cdn: Cdn) -> String {
     origin
 }
 
-fn with_attachments(mid: &str, urls: &[String]) -> Vec<u8> {
+pub fn with_attachments(mid: &str, urls: &[String]) -> Vec<u8> {
     let attachments: Vec<Value> = urls
         .iter()
         .map(|url| json!({"type": "image", "payload": {"url": url}}))

@@ -380,6 +380,54 @@ async fn postgres_three_replicas_firing_together_poll_once() {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_replicas_keep_each_attachment_once_in_the_objects() {
+    use crate::attachments::{Cdn, PHOTO, start_cdn, with_attachments};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let stand_in = StandIn::start().await;
+    let objects = tempfile::tempdir().unwrap();
+    let cdn = Cdn::default();
+    let origin = start_cdn(cdn.clone()).await;
+    let storage = format!("file://{}", objects.path().display());
+    let settings = [
+        ("DATABASE_URL", server.url("postgres")),
+        ("STORAGE_URL", storage),
+        ("ATTACHMENT_HOSTS", origin.clone()),
+    ];
+    let settings = borrowed(&settings);
+    let a = spawn_using(&stand_in, &settings).await;
+    let b = spawn_using(&stand_in, &settings).await;
+    crate::poll::connect(&a.state, "101", "EAAPAGE101").await;
+    // The same message with its photo, delivered to both replicas.
+    let body = with_attachments("m_photo", &[format!("{origin}/photo.jpg")]);
+    for app in [&a, &b] {
+        assert_eq!(post(app, &body, true).await.status(), 200);
+    }
+    let kept = objects
+        .path()
+        .join("facebook/101/attachments/7001/m_photo-0.jpg");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !kept.exists() {
+        assert!(Instant::now() < deadline, "the photo was not kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&kept).unwrap(), PHOTO);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cdn.asked.lock().unwrap().len(),
+        1,
+        "fetched once across replicas"
+    );
+    for app in [&a, &b] {
+        assert!(
+            !app.dir.path().join("facebook").exists(),
+            "nothing in a replica's own tree"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
 async fn postgres_salesbot_poll_publishes_what_it_stored_with_no_server_running() {
     use salesbot::sandbox::world::Page;
     use salesbot::sandbox::{Sandbox, World};

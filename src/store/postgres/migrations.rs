@@ -67,6 +67,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE poll_pages ADD COLUMN IF NOT EXISTS connected_at BIGINT,
          ADD COLUMN IF NOT EXISTS subscribed BOOLEAN,
          ADD COLUMN IF NOT EXISTS subscription_seen_at BIGINT;",
+    // 6: attachment downloads owed, shared by the replicas (each claims what it fetches by
+    // moving `due_at` past the time a download may take).
+    "CREATE TABLE attachments (
+         page_id TEXT NOT NULL,
+         customer_id TEXT NOT NULL,
+         mid TEXT NOT NULL,
+         n INTEGER NOT NULL,
+         url TEXT NOT NULL,
+         state TEXT NOT NULL DEFAULT 'owed',
+         attempts INTEGER NOT NULL DEFAULT 0,
+         due_at BIGINT NOT NULL DEFAULT 0,
+         file TEXT,
+         error TEXT,
+         PRIMARY KEY (page_id, customer_id, mid, n)
+     );
+     CREATE INDEX attachments_due ON attachments (due_at) WHERE state = 'owed';",
 ];
 
 /// The version this build brings a database to.

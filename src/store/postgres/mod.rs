@@ -4,6 +4,7 @@
 //! database that cannot be reached surfaces as [`StoreError::Unavailable`], which the HTTP
 //! layer answers with 503 (Meta redelivers), never as a crash.
 
+mod attachments;
 mod conversations;
 mod migrations;
 mod poll_state;
@@ -23,6 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
 
+pub use attachments::PgAttachments;
 pub use conversations::PgConversations;
 pub use migrations::LATEST_VERSION;
 pub use poll_state::PgPollState;

@@ -422,3 +422,27 @@ async fn postgres_publishing_leases_are_renewed_and_taken_over_when_they_lapse()
     );
     assert_eq!(b.pass(Duration::ZERO).await.unwrap(), 0);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_attachment_queue_keeps_each_download_once_and_replicas_apart() {
+    use crate::store::attachments::{AttachmentQueue, contract};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let queue = super::PgAttachments::new(connect(&server).await);
+    contract::owed_once_retried_and_finished(&queue).await;
+
+    // Two replicas asking at once never get the same download.
+    let other = super::PgAttachments::new(connect(&server).await);
+    let owed: Vec<_> = (0..20)
+        .map(|n| contract::owed(&format!("r{n}"), 0))
+        .collect();
+    queue.enqueue(owed).await.unwrap();
+    let now = crate::store::unix_now();
+    let (a, b) = tokio::join!(queue.due(now, 15), other.due(now, 15));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 20, "every due download handed out");
+    assert!(a.iter().all(|owed| !b.contains(owed)), "none twice");
+    // Claimed: not handed out again while a replica works on it.
+    assert!(queue.due(now, 50).await.unwrap().is_empty());
+}
