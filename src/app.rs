@@ -66,6 +66,8 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         attachments,
         publisher,
     } = backend::open(&config.storage, role, &metrics).await?;
+    // A key that does not open the stored tokens stops the start here, naming the row.
+    tokens.check_keys().await?;
     let attachments = match (config.attachments.enabled, attachments) {
         (true, Some((queue, files))) => Some(Downloader::new(
             queue,

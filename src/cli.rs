@@ -9,6 +9,8 @@ use crate::app::Application;
 use crate::config::Config;
 use crate::config::env_file::{self, EnvFileError};
 use crate::demo::{self, DemoOptions};
+use crate::store::StoreError;
+use crate::store::backend::Role;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -42,6 +44,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-seal every stored token under TOKEN_ENCRYPTION_KEY, opening them with it or with
+    /// TOKEN_ENCRYPTION_KEY_PREVIOUS; says how many. Afterwards the previous keys can go.
+    Rekey,
     /// Copy this install between the embedded backend (TOKEN_DB_PATH, DATA_DIR) and PostgreSQL
     /// (DATABASE_URL, STORAGE_URL), idempotently. Stop every `salesbot serve` first.
     Migrate {
@@ -86,6 +91,10 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
         },
         Command::Poll => match load_config(env_file) {
             Ok(config) => poll(config).await,
+            Err(code) => return code,
+        },
+        Command::Rekey => match load_config(env_file) {
+            Ok(config) => rekey(config).await,
             Err(code) => return code,
         },
         Command::Status { json } => match load_config(env_file) {
@@ -135,13 +144,64 @@ fn load_config(env_file: Result<env_file::Loaded, EnvFileError>) -> Result<Confi
 }
 
 async fn serve(config: Config) -> Result<ExitCode, String> {
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(crate::app::StartError::Store(err @ StoreError::Undecryptable { .. })) => {
+            return Ok(wrong_key(&err));
+        }
+        Err(err) => return Err(err.to_string()),
+    };
     app.run_until_stopped(crate::app::shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stored token that no configured key opens: a configuration problem (exit 2), with what
+/// to do about it.
+fn wrong_key(err: &StoreError) -> ExitCode {
+    telemetry::flush();
+    eprintln!(
+        "salesbot: {err}\n  TOKEN_ENCRYPTION_KEY is not the key the tokens were sealed with: set it \
+         back, or name the old key in TOKEN_ENCRYPTION_KEY_PREVIOUS (then `salesbot rekey`)"
+    );
+    ExitCode::from(2)
+}
+
+/// `salesbot rekey`: every token row re-sealed under TOKEN_ENCRYPTION_KEY.
+async fn rekey(config: Config) -> Result<ExitCode, String> {
+    // Not through the application's start, which refuses rows it cannot open: here they are
+    // to be listed.
+    let metrics = crate::telemetry::metrics::Metrics::new();
+    let stores = crate::store::backend::open(&config.storage, Role::Beside, &metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = stores.tokens.rekey().await.map_err(|e| e.to_string())?;
+    println!(
+        "re-sealed {} under TOKEN_ENCRYPTION_KEY",
+        plural_rows(report.resealed)
+    );
+    if report.unopened.is_empty() {
+        println!(
+            "every row opens with TOKEN_ENCRYPTION_KEY alone: TOKEN_ENCRYPTION_KEY_PREVIOUS can go"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for key in &report.unopened {
+        eprintln!("salesbot: row {key}: no configured key opens it; left as it is");
+    }
+    eprintln!(
+        "salesbot: {} not re-sealed: add the key they were sealed with to TOKEN_ENCRYPTION_KEY_PREVIOUS and run rekey again",
+        plural_rows(report.unopened.len())
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+fn plural_rows(n: usize) -> String {
+    match n {
+        1 => "1 row".into(),
+        n => format!("{n} rows"),
+    }
 }
 
 /// `salesbot migrate`: the move, then what it did.

@@ -82,6 +82,9 @@ pub struct StorageConfig {
     pub encryption_key: SecretBox<[u8; 32]>,
     /// True when the key was derived from `STATE_TOKEN_SECRET` rather than configured.
     pub encryption_key_derived: bool,
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: keys that still open rows sealed before a rotation
+    /// (`salesbot rekey` re-seals them under the current key).
+    pub previous_keys: Vec<SecretBox<[u8; 32]>>,
     /// `DATABASE_URL`: tokens, sessions and the poll's memory in PostgreSQL instead of the
     /// SQLite files above (which are then not used).
     pub database: Option<DatabaseConfig>,

@@ -112,6 +112,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let admin_token = self.admin_token();
         let attachments = self.attachments();
         let key = self.encryption_key(&state_secret);
+        let previous_keys = self.previous_keys();
         let data_dir = PathBuf::from(self.optional("DATA_DIR", "."));
         let database = self.database(&data_dir);
 
@@ -120,6 +121,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             session_db_path: PathBuf::from(self.optional("SESSION_DB_PATH", "./data/sessions.db")),
             data_dir,
             encryption_key_derived: matches!(key, Some((_, true))),
+            previous_keys: previous_keys.unwrap_or_default(),
             encryption_key: match key {
                 Some((key, _)) => key,
                 None => SecretBox::new(Box::new([0; 32])),
@@ -283,19 +285,42 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         })
     }
 
+    /// `TOKEN_ENCRYPTION_KEY_PREVIOUS`: keys that still open rows sealed before a rotation.
+    fn previous_keys(&mut self) -> Option<Vec<SecretBox<[u8; 32]>>> {
+        let Some(list) = self.raw("TOKEN_ENCRYPTION_KEY_PREVIOUS") else {
+            return Some(Vec::new());
+        };
+        let mut keys = Vec::new();
+        for (n, encoded) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .enumerate()
+        {
+            match key_bytes(encoded) {
+                Some(key) => keys.push(SecretBox::new(Box::new(key))),
+                None => {
+                    return self.invalid(
+                        "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+                        format!(
+                            "entry {} is not 32 bytes encoded as base64 (a comma-separated list of keys)",
+                            n + 1
+                        ),
+                    );
+                }
+            }
+        }
+        Some(keys)
+    }
+
     /// `TOKEN_ENCRYPTION_KEY` when set, else a key derived from `STATE_TOKEN_SECRET`.
     fn encryption_key(
         &mut self,
         state_secret: &SecretString,
     ) -> Option<(SecretBox<[u8; 32]>, bool)> {
         if let Some(encoded) = self.raw("TOKEN_ENCRYPTION_KEY") {
-            let decoded = STANDARD
-                .decode(&encoded)
-                .or_else(|_| URL_SAFE.decode(&encoded))
-                .ok()
-                .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
             // The value itself is never echoed: it is the key.
-            return match decoded {
+            return match key_bytes(&encoded) {
                 Some(key) => Some((SecretBox::new(Box::new(key)), false)),
                 None => self.invalid(
                     "TOKEN_ENCRYPTION_KEY",
@@ -359,6 +384,15 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         self.problems.push(Problem::Invalid { name, reason });
         None
     }
+}
+
+/// 32 bytes from standard or URL-safe base64.
+fn key_bytes(encoded: &str) -> Option<[u8; 32]> {
+    let bytes = STANDARD
+        .decode(encoded)
+        .or_else(|_| URL_SAFE.decode(encoded))
+        .ok()?;
+    <[u8; 32]>::try_from(bytes.as_slice()).ok()
 }
 
 /// HKDF-SHA256 of the state secret. Changing `STATE_TOKEN_SECRET` therefore makes every stored

@@ -48,7 +48,7 @@ pub async fn open(
     role: Role,
     metrics: &Metrics,
 ) -> Result<Stores, StoreError> {
-    let cipher = Cipher::new(&storage.encryption_key);
+    let cipher = Cipher::with_previous(&storage.encryption_key, &storage.previous_keys);
     let Some(database) = &storage.database else {
         let files = Arc::new(match role {
             Role::Beside => FileStore::new(&storage.data_dir),

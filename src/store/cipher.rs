@@ -23,6 +23,8 @@ pub struct OpenError;
 #[derive(Clone)]
 pub struct Cipher {
     aead: ChaCha20Poly1305,
+    /// Keys of before a rotation: they open, never seal.
+    previous: Vec<ChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -36,7 +38,18 @@ impl Cipher {
         let key = Key::from(*key.expose_secret());
         Cipher {
             aead: ChaCha20Poly1305::new(&key),
+            previous: Vec::new(),
         }
+    }
+
+    /// Seals under `key`; opens what `key` or any of `previous` sealed.
+    pub fn with_previous(key: &SecretBox<[u8; 32]>, previous: &[SecretBox<[u8; 32]>]) -> Cipher {
+        let mut cipher = Cipher::new(key);
+        cipher.previous = previous
+            .iter()
+            .map(|key| ChaCha20Poly1305::new(&Key::from(*key.expose_secret())))
+            .collect();
+        cipher
     }
 
     /// Seals `plaintext`, bound to `aad` (the row it belongs to).
@@ -58,7 +71,8 @@ impl Cipher {
         format!("{VERSION}{}", URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// Opens a value sealed by [`Cipher::seal`] with the same `aad`.
+    /// Opens a value sealed by [`Cipher::seal`] with the same `aad`, under the current key or
+    /// a previous one.
     pub fn open(&self, aad: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let encoded = sealed.strip_prefix(VERSION).ok_or(OpenError)?;
         let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| OpenError)?;
@@ -67,16 +81,20 @@ impl Cipher {
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| OpenError)?;
-        self.aead
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
+        std::iter::once(&self.aead)
+            .chain(&self.previous)
+            .find_map(|aead| {
+                aead.decrypt(
+                    &nonce,
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
+                .ok()
+            })
             .map(Zeroizing::new)
-            .map_err(|_| OpenError)
+            .ok_or(OpenError)
     }
 }
 
@@ -126,5 +144,27 @@ mod tests {
         ] {
             assert_eq!(c.open(b"ROW", garbage), Err(OpenError), "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn previous_keys_open_but_only_the_current_one_seals() {
+        let key = |byte: u8| SecretBox::new(Box::new([byte; 32]));
+        let old = cipher(1).seal(b"ROW", b"sealed under A");
+        let rotated = Cipher::with_previous(&key(2), &[key(3), key(1)]);
+        assert_eq!(
+            rotated.open(b"ROW", &old).unwrap().as_slice(),
+            b"sealed under A"
+        );
+        assert_eq!(
+            rotated.open(b"OTHER_ROW", &old),
+            Err(OpenError),
+            "still bound to its row"
+        );
+        let new = rotated.seal(b"ROW", b"sealed under B");
+        assert_eq!(
+            cipher(2).open(b"ROW", &new).unwrap().as_slice(),
+            b"sealed under B"
+        );
+        assert_eq!(cipher(1).open(b"ROW", &new), Err(OpenError));
     }
 }

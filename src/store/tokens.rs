@@ -85,6 +85,14 @@ pub trait TokenRows: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// What `salesbot rekey` did.
+#[derive(Debug, Default)]
+pub struct RekeyReport {
+    pub resealed: usize,
+    /// Rows no configured key opens, by name.
+    pub unopened: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenStore {
     rows: Arc<dyn TokenRows>,
@@ -163,6 +171,39 @@ impl TokenStore {
             }
         }
         Ok(copied)
+    }
+
+    /// Opens every row (under the current key or a previous one): the first that does not
+    /// open is the error, naming it. At start, so a wrong key stops the start instead of
+    /// failing requests one by one.
+    pub async fn check_keys(&self) -> Result<usize, StoreError> {
+        let mut rows = 0;
+        for kind in [TokenKind::Token, TokenKind::Uuid] {
+            for (key, sealed) in self.rows.all_of_kind(kind).await? {
+                self.unseal(&key, &sealed)?;
+                rows += 1;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Re-seals every row under the current key (`salesbot rekey`). A row no key opens is
+    /// left as it is and named in the report, never skipped silently.
+    pub async fn rekey(&self) -> Result<RekeyReport, StoreError> {
+        let mut report = RekeyReport::default();
+        for kind in [TokenKind::Token, TokenKind::Uuid] {
+            for (key, sealed) in self.rows.all_of_kind(kind).await? {
+                match self.cipher.open(key.as_bytes(), &sealed) {
+                    Ok(plain) => {
+                        let resealed = self.cipher.seal(key.as_bytes(), &plain);
+                        self.rows.upsert(key, resealed, kind).await?;
+                        report.resealed += 1;
+                    }
+                    Err(_) => report.unopened.push(key),
+                }
+            }
+        }
+        Ok(report)
     }
 
     fn unseal(&self, key: &str, sealed: &str) -> Result<SecretString, StoreError> {

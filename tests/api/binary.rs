@@ -235,3 +235,94 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Keys A, B and C, as `TOKEN_ENCRYPTION_KEY` takes them.
+fn key(byte: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+fn sealed_under(byte: u8, db: &std::path::Path) -> salesbot::store::TokenStore {
+    let cipher =
+        salesbot::store::cipher::Cipher::new(&secrecy::SecretBox::new(Box::new([byte; 32])));
+    salesbot::store::TokenStore::open_sqlite(db, cipher).unwrap()
+}
+
+#[tokio::test]
+async fn keys_rotate_with_rekey_and_a_wrong_key_stops_the_start() {
+    use salesbot::store::{TokenKey, TokenKind};
+    use secrecy::{ExposeSecret, SecretString};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/tokens.db");
+    let a = sealed_under(1, &db);
+    let page_key = |id: &str| TokenKey::page_token(&salesbot::domain::PageId::parse(id).unwrap());
+    let rows = [("101", "EAA-page-101"), ("202", "EAA-page-202")];
+    for (id, value) in rows {
+        let key = page_key(id);
+        a.store(&key, &SecretString::from(value), TokenKind::Token)
+            .await
+            .unwrap();
+    }
+    drop(a);
+    let run = |args: &[&str], current: u8, previous: Option<u8>| {
+        let mut env = test_env(dir.path(), &[]);
+        env.insert("TOKEN_ENCRYPTION_KEY".into(), key(current));
+        if let Some(previous) = previous {
+            env.insert(
+                "TOKEN_ENCRYPTION_KEY_PREVIOUS".into(),
+                format!("{},{}", key(9), key(previous)),
+            );
+        }
+        env.insert("PORT".into(), "0".into());
+        salesbot(dir.path()).args(args).envs(env).output().unwrap()
+    };
+
+    // B with A as previous: the start works (A's rows open), and rekey re-seals both.
+    assert_eq!(run(&["status"], 2, Some(1)).status.code(), Some(0));
+    let rekeyed = run(&["rekey"], 2, Some(1));
+    let said = String::from_utf8_lossy(&rekeyed.stdout);
+    assert_eq!(rekeyed.status.code(), Some(0), "{said}");
+    assert!(said.contains("re-sealed 2 rows"), "{said}");
+    let b = sealed_under(2, &db);
+    for (id, value) in rows {
+        let key = page_key(id);
+        assert_eq!(b.get(&key).await.unwrap().unwrap().expose_secret(), value);
+    }
+    // Only B now: starts. Only A: a clear error naming a row, exit 2, no token in it.
+    assert_eq!(run(&["status"], 2, None).status.code(), Some(0));
+    let refused = run(&["serve"], 1, None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(page_key("101").as_str()), "{stderr}");
+    assert!(stderr.contains("TOKEN_ENCRYPTION_KEY_PREVIOUS"), "{stderr}");
+    assert!(!stderr.contains("EAA-page"), "{stderr}");
+
+    // A row no configured key opens (sealed under C) is named, left alone, and rekey fails.
+    let c = sealed_under(3, &db);
+    let stray = page_key("303");
+    c.store(
+        &stray,
+        &SecretString::from("EAA-page-303"),
+        TokenKind::Token,
+    )
+    .await
+    .unwrap();
+    let partial = run(&["rekey"], 2, Some(1));
+    let stderr = String::from_utf8_lossy(&partial.stderr);
+    assert_eq!(partial.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(stray.as_str()) && stderr.contains("no configured key opens it"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&partial.stdout).contains("re-sealed 2 rows"));
+    assert_eq!(
+        sealed_under(3, &db)
+            .get(&stray)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "EAA-page-303"
+    );
+}

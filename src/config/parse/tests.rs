@@ -285,3 +285,23 @@ fn admin_token_is_optional_long_enough_and_never_echoed() {
     );
     assert!(!format!("{config:?}").contains("a-long-enough-admin-token"));
 }
+
+#[test]
+fn previous_keys_are_a_list_of_keys_never_echoed() {
+    let mut env = complete();
+    env.insert(
+        "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+        format!("{}, {}", base64_of(&[7u8; 32]), base64_of(&[8u8; 32])),
+    );
+    assert_eq!(load(&env).unwrap().storage.previous_keys.len(), 2);
+    env.insert(
+        "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+        format!("{},not-a-key-at-all", base64_of(&[7u8; 32])),
+    );
+    let said = load(&env).unwrap_err().to_string();
+    assert!(
+        said.contains("TOKEN_ENCRYPTION_KEY_PREVIOUS: entry 2"),
+        "{said}"
+    );
+    assert!(!said.contains("not-a-key-at-all"), "{said}");
+}

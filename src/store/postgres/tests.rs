@@ -46,6 +46,10 @@ async fn postgres_passes_every_store_contract() {
         &token_store(2),
     )
     .await;
+    tokens::tests::contract::rekey_moves_every_row_to_the_current_key(|cipher| {
+        TokenStore::new(Arc::new(PgTokens::new(db.clone())), cipher)
+    })
+    .await;
 
     let sessions = session_store(&db);
     sessions::tests::contract::round_trip(&sessions).await;

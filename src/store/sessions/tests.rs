@@ -135,3 +135,21 @@ async fn a_state_can_be_spent_once() {
     // A second handle on the same file (another process) sees the spend too.
     contract::a_state_is_spent_once_everywhere(&open(&dir), &open(&dir)).await;
 }
+
+#[tokio::test]
+async fn a_session_sealed_under_a_rotated_away_key_has_ended_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let key = |byte: u8| SecretBox::new(Box::new([byte; 32]));
+    let user = Uuid::new_v4();
+    let old = SessionStore::open_sqlite(&path, Cipher::new(&key(1))).unwrap();
+    let id = old.create(user).await.unwrap();
+    let cookie = id.expose_cookie_value();
+    // The old key still listed: the session holds.
+    let rotating =
+        SessionStore::open_sqlite(&path, Cipher::with_previous(&key(2), &[key(1)])).unwrap();
+    assert_eq!(rotating.resolve(cookie).await.unwrap(), Some(user));
+    // Dropped: the merchant logs in again, as after an expiry; no error.
+    let rotated = SessionStore::open_sqlite(&path, Cipher::new(&key(2))).unwrap();
+    assert_eq!(rotated.resolve(cookie).await.unwrap(), None);
+}

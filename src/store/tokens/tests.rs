@@ -92,6 +92,58 @@ pub(crate) mod contract {
             Err(StoreError::Undecryptable { .. })
         ));
     }
+
+    /// `rows` is one backend's rows, seen through stores under different keys.
+    pub(crate) async fn rekey_moves_every_row_to_the_current_key(
+        rows: impl Fn(Cipher) -> TokenStore,
+    ) {
+        let key = |byte: u8| SecretBox::new(Box::new([byte; 32]));
+        let under_a = rows(cipher(1));
+        // From an empty store (another contract may have run on these rows before).
+        for kind in [TokenKind::Token, TokenKind::Uuid] {
+            for name in under_a.keys_of_kind(kind).await.unwrap() {
+                under_a.delete(&name).await.unwrap();
+            }
+        }
+        for id in ["1", "2"] {
+            let name = TokenKey::page_token(&page(id));
+            under_a
+                .store(&name, &secret(id), TokenKind::Token)
+                .await
+                .unwrap();
+        }
+        let uuid = TokenKey::page_uuid(&page("1"));
+        under_a
+            .store(&uuid, &secret("u"), TokenKind::Uuid)
+            .await
+            .unwrap();
+        let stray = TokenKey::page_token(&page("3"));
+        rows(cipher(3))
+            .store(&stray, &secret("3"), TokenKind::Token)
+            .await
+            .unwrap();
+
+        let rotating = rows(Cipher::with_previous(&key(2), &[key(1)]));
+        assert!(matches!(
+            rotating.check_keys().await,
+            Err(StoreError::Undecryptable { key }) if key == stray.as_str()
+        ));
+        let report = rotating.rekey().await.unwrap();
+        assert_eq!(report.resealed, 3);
+        assert_eq!(report.unopened, [stray.as_str().to_string()]);
+        rotating.delete(&stray).await.unwrap();
+        let under_b = rows(cipher(2));
+        assert_eq!(under_b.check_keys().await.unwrap(), 3);
+        let value = under_b
+            .get(&TokenKey::page_token(&page("2")))
+            .await
+            .unwrap();
+        assert_eq!(value.unwrap().expose_secret(), "2");
+        assert!(
+            rows(cipher(1)).check_keys().await.is_err(),
+            "A opens nothing now"
+        );
+    }
 }
 
 fn sqlite(dir: &tempfile::TempDir, key: u8) -> TokenStore {
@@ -114,6 +166,16 @@ async fn all_of_kind_lists_only_that_kind() {
 async fn a_wrong_key_is_a_clear_error_naming_the_row() {
     let dir = tempfile::tempdir().unwrap();
     contract::another_key_is_a_clear_error_naming_the_row(&sqlite(&dir, 1), &sqlite(&dir, 2)).await;
+}
+
+#[tokio::test]
+async fn rekey_moves_every_row_to_the_current_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    contract::rekey_moves_every_row_to_the_current_key(|cipher| {
+        TokenStore::open_sqlite(&path, cipher).unwrap()
+    })
+    .await;
 }
 
 #[tokio::test]
