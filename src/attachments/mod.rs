@@ -68,7 +68,7 @@ pub fn owed_by(page: &PageId, customer: &SenderId, events: &[MessagingEvent]) ->
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// `<mid>-<n>.<ext>`: the message id with anything but letters, digits, `_` and `-` made `_`

@@ -27,6 +27,7 @@ pub(super) struct Fingerprint {
 }
 
 impl Fingerprint {
+    #[inline]
     pub(super) fn of(meta: &fs::Metadata) -> Fingerprint {
         Fingerprint {
             dev: meta.dev(),
@@ -71,12 +72,14 @@ impl Known {
 
     /// Whether some of `events` are stored already in a file whose content may not be on
     /// disk: acknowledging them takes a flush of the file (see [`add_waiting`](super::write::add_waiting)).
+    #[inline]
     pub(super) fn repeats_unflushed(&self, events: &[MessagingEvent]) -> bool {
         self.read_unflushed && events.iter().any(|event| self.keys.contains(&event.key()))
     }
 
     /// Whether `events` can go after the last stored event: the file is in line format and
     /// none of them is older (an older one takes the rewrite, to keep the file in time order).
+    #[inline]
     pub(super) fn appendable(&self, events: &[MessagingEvent]) -> bool {
         self.line_format
             && events
@@ -90,11 +93,13 @@ impl Known {
     /// Whether an event older than the last stored may be slotted in near the end, in place:
     /// only with a journal (its record carries the events the write moves), and only into a
     /// non-empty file in line format.
+    #[inline]
     pub(super) fn can_slot_in(&self, journaled: bool) -> bool {
         journaled && self.line_format && self.count > 0
     }
 
     /// Takes note of `fresh` having been written, leaving the file as `fingerprint`.
+    #[inline]
     pub(super) fn stored(&mut self, fresh: &[MessagingEvent], fingerprint: Option<Fingerprint>) {
         let inode = |fp: Option<Fingerprint>| fp.map(|f| (f.dev, f.ino));
         if inode(fingerprint) != inode(self.fingerprint) {
@@ -131,6 +136,7 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    #[inline]
     pub(super) fn new_keys(&self) -> fn() -> RecentKeys {
         match self.every_key {
             true => RecentKeys::complete,
