@@ -110,6 +110,19 @@ impl io::Write for Line {
     }
 }
 
+/// `outer: cause: root cause`: an error and every cause, for logs and for messages that must
+/// say why.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::quiet_dependencies;

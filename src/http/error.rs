@@ -73,17 +73,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `outer: cause: root cause`, for logs.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::telemetry::error_chain as chain;
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound

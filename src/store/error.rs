@@ -12,7 +12,7 @@ pub enum StoreError {
     /// PostgreSQL cannot be reached now (down, restarting, the pool exhausted, a certificate
     /// refused): worth a retry. Shown with every cause: "error connecting to server" alone
     /// does not tell an operator whether the port, the password or TLS is wrong.
-    #[error("the database is unavailable: {}", causes(.0.as_ref()))]
+    #[error("the database is unavailable: {}", crate::telemetry::error_chain(.0.as_ref()))]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// The TLS settings of `DATABASE_URL` cannot be used (its CA file, the system's CAs).
     #[error("DATABASE_URL: {0}")]
@@ -52,18 +52,6 @@ pub enum StoreError {
     InUse { path: PathBuf },
     #[error("a storage task stopped unexpectedly")]
     Background(#[from] tokio::task::JoinError),
-}
-
-/// An error and its causes, `: `-separated.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut said = err.to_string();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        said.push_str(": ");
-        said.push_str(&err.to_string());
-        cause = err.source();
-    }
-    said
 }
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -203,23 +203,14 @@ async fn metrics_count_the_poll_and_every_graph_call_exactly() {
 
 /// A shop and its two pages connected through both OAuth flows, and one message stored.
 async fn connected_install() -> (TestApp, crate::stand_in::StandIn) {
-    use crate::flow::{connect_shop, facebook_callback, facebook_start, form};
+    use crate::flow::{connect_pages, connect_shop};
     let (app, stand_in) = crate::helpers::spawn_with_stand_in(&[
         ("ADMIN_TOKEN", ADMIN_TOKEN),
         ("POLL_CRON", "0 0 3 * * *"),
     ])
     .await;
     let connected = connect_shop(&app, "demo-store", "code-a").await;
-    let s = facebook_start(&app, &connected.session).await;
-    let r = facebook_callback(
-        &app,
-        &form(&[("code", "fbcode"), ("state", &s.state)]),
-        &[
-            ("facebook_oauth_state", &s.state_cookie),
-            ("session_id", &connected.session),
-        ],
-    )
-    .await;
+    let r = connect_pages(&app, &connected.session, "fbcode").await;
     assert_eq!(r.status(), 200);
     assert_eq!(post(&app, &delivery(&["m.1"]), true).await.status(), 200);
     (app, stand_in)

@@ -105,6 +105,12 @@ async fn consent(browser: &Client, expected_title: &str) {
 }
 
 /// The text of the first `selector` once the page has one (after a redirect chain).
+/// The visible text of the page.
+async fn body_text(browser: &Client) -> String {
+    let body = browser.find(Locator::Css("body")).await.unwrap();
+    body.text().await.unwrap()
+}
+
 async fn wait_for(browser: &Client, selector: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -187,13 +193,7 @@ async fn a_merchant_connects_shopify_then_facebook_in_a_real_browser() {
         consent(&browser, "Install app on demo-store").await;
         // A browser is shown a page with the next step, not the API's JSON.
         assert_eq!(wait_for(&browser, "h1").await, "Shopify store connected");
-        let page = browser
-            .find(Locator::Css("body"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = body_text(&browser).await;
         assert!(page.contains("demo-store.myshopify.com"), "{page}");
         assert!(!page.contains("shpat"), "no token shown: {page}");
 
@@ -268,13 +268,7 @@ async fn a_merchant_connects_shopify_then_facebook_in_a_real_browser() {
             .await
             .unwrap();
         assert_eq!(wait_for(&browser, "h1").await, "Status");
-        let table = browser
-            .find(Locator::Css("body"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let table = body_text(&browser).await;
         for cell in [
             "demo-store.myshopify.com",
             "100000000000101",

@@ -136,16 +136,7 @@ async fn a_second_merchant_does_not_overwrite_the_first_ones_token() {
     let mut users = Vec::new();
     for (shop, code) in [("first-store", "fb-first"), ("second-store", "fb-second")] {
         let connected = connect_shop(&app, shop, &format!("{shop}-code")).await;
-        let s = facebook_start(&app, &connected.session).await;
-        let r = facebook_callback(
-            &app,
-            &form(&[("code", code), ("state", &s.state)]),
-            &[
-                ("facebook_oauth_state", &s.state_cookie),
-                ("session_id", &connected.session),
-            ],
-        )
-        .await;
+        let r = connect_pages(&app, &connected.session, code).await;
         assert_eq!(r.status(), 200);
         users.push((Uuid::parse_str(&connected.user).unwrap(), code));
     }

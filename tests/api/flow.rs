@@ -154,3 +154,17 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
         .extend_pairs(pairs)
         .finish()
 }
+
+/// The Facebook step for the merchant of `session`, Meta answering `code`: the callback's answer.
+pub async fn connect_pages(app: &TestApp, session: &str, code: &str) -> Response {
+    let s = facebook_start(app, session).await;
+    facebook_callback(
+        app,
+        &form(&[("code", code), ("state", &s.state)]),
+        &[
+            ("facebook_oauth_state", &s.state_cookie),
+            ("session_id", session),
+        ],
+    )
+    .await
+}
