@@ -69,7 +69,7 @@ const MIGRATIONS: &[&str] = &[
          ADD COLUMN IF NOT EXISTS subscription_seen_at BIGINT;",
     // 6: attachment downloads owed, shared by the replicas (each claims what it fetches by
     // moving `due_at` past the time a download may take).
-    "CREATE TABLE attachments (
+    "CREATE TABLE IF NOT EXISTS attachments (
          page_id TEXT NOT NULL,
          customer_id TEXT NOT NULL,
          mid TEXT NOT NULL,
@@ -82,7 +82,7 @@ const MIGRATIONS: &[&str] = &[
          error TEXT,
          PRIMARY KEY (page_id, customer_id, mid, n)
      );
-     CREATE INDEX attachments_due ON attachments (due_at) WHERE state = 'owed';",
+     CREATE INDEX IF NOT EXISTS attachments_due ON attachments (due_at) WHERE state = 'owed';",
 ];
 
 /// The version this build brings a database to.

@@ -123,7 +123,7 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
     // A database left at version 1 by an older build is brought up to date.
     client
         .batch_execute(
-            "DROP TABLE events, conversations, poll_runs;
+            "DROP TABLE events, conversations, poll_runs, attachments;
              ALTER TABLE poll_pages DROP COLUMN connected_at, DROP COLUMN subscribed,
                  DROP COLUMN subscription_seen_at;
              UPDATE salesbot_schema SET version = 1",
