@@ -32,7 +32,9 @@ pub struct Cli {
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (OAuth, webhook, health) and the nightly poll schedule (POLL_CRON).
+    /// Run the HTTP server (OAuth, webhook, health; metrics and status with ADMIN_TOKEN), the
+    /// nightly poll schedule (POLL_CRON), the attachment downloads and the daily Shopify token
+    /// sweep.
     Serve,
     /// Poll every connected page's metadata and conversations once now, then exit; the exit
     /// status is non-zero if any page failed.
