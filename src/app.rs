@@ -251,6 +251,7 @@ pub fn routes(state: AppState) -> Edge<Router> {
     let routes = Router::new()
         .merge(crate::health::router())
         .merge(crate::shopify::oauth::router())
+        .merge(crate::shopify::webhooks::router())
         .merge(crate::facebook::oauth::router())
         .merge(crate::facebook::webhook::router())
         .merge(crate::admin::router());

@@ -1,11 +1,12 @@
 //! Which pages are connected, and their tokens.
 //!
-//! A page is connected when both its token and its owner's UUID are stored. The answer is
-//! cached once positive (pages are connected through this server, which tells the cache), so a
-//! busy webhook does not read SQLite for every entry.
+//! A page is connected when both its token and its owner's UUID are stored. A positive answer
+//! is cached for a minute, so a busy webhook does not read the store for every entry, and a
+//! page disconnected elsewhere (another replica, an uninstall) stops being served within it.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
@@ -17,8 +18,11 @@ use crate::store::{StoreError, TokenKey, TokenKind, TokenStore};
 #[derive(Debug, Clone)]
 pub struct PageDirectory {
     tokens: TokenStore,
-    connected: Arc<RwLock<HashSet<PageId>>>,
+    connected: Arc<RwLock<HashMap<PageId, Instant>>>,
 }
+
+/// How long "connected" is believed without asking the store again.
+const REMEMBERED: Duration = Duration::from_secs(60);
 
 impl PageDirectory {
     pub fn new(tokens: TokenStore) -> PageDirectory {
@@ -29,12 +33,13 @@ impl PageDirectory {
     }
 
     pub async fn is_connected(&self, page: &PageId) -> Result<bool, StoreError> {
-        if self
+        let known = self
             .connected
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(page)
-        {
+            .get(page)
+            .is_some_and(|at| at.elapsed() < REMEMBERED);
+        if known {
             return Ok(true);
         }
         let connected = self
@@ -70,11 +75,21 @@ impl PageDirectory {
         Ok(())
     }
 
+    /// The page's token deleted (its owner kept): no more polls, no more events stored.
+    pub async fn disconnect(&self, page: &PageId) -> Result<(), StoreError> {
+        self.tokens.delete(&TokenKey::page_token(page)).await?;
+        self.connected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(page);
+        Ok(())
+    }
+
     fn remember(&self, page: &PageId) {
         self.connected
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(page.clone());
+            .insert(page.clone(), Instant::now());
     }
 
     pub async fn token(&self, page: &PageId) -> Result<Option<SecretString>, StoreError> {

@@ -12,5 +12,6 @@ pub mod keep_fresh;
 pub mod oauth;
 mod shop_domain;
 pub mod signature;
+pub mod webhooks;
 
 pub use shop_domain::{InvalidShop, ShopDomain};

@@ -58,6 +58,11 @@ impl TokenKey {
     const PAGE_TOKEN_PREFIX: &'static str = "FACEBOOK_ACCESS_TOKEN_";
 
     /// The page a `FACEBOOK_ACCESS_TOKEN_{page_id}` row belongs to.
+    /// The page whose owner this row names, for a `PAGE_UUID_{page_id}` row.
+    pub fn page_of_uuid(&self) -> Option<PageId> {
+        PageId::parse(self.0.strip_prefix("PAGE_UUID_")?).ok()
+    }
+
     pub fn page_of_token(&self) -> Option<PageId> {
         self.0
             .strip_prefix(Self::PAGE_TOKEN_PREFIX)

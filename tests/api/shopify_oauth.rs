@@ -382,3 +382,101 @@ async fn the_daily_sweep_refreshes_every_shop_before_its_tokens_lapse() {
     );
     assert_eq!(exchanges(), before + 2);
 }
+
+/// A Shopify webhook delivery of `topic` for `demo-store`, signed with `secret`.
+async fn shopify_webhook(app: &TestApp, topic: &str, id: &str, secret: &str) -> u16 {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let body = br#"{"id": 1, "domain": "demo-store.myshopify.com"}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    app.client
+        .post(app.url("/shopify/webhooks"))
+        .header("x-shopify-hmac-sha256", signature)
+        .header("x-shopify-topic", topic)
+        .header("x-shopify-shop-domain", "demo-store.myshopify.com")
+        .header("x-shopify-webhook-id", id)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn app_uninstalled_deletes_the_tokens_keeps_the_merchant_and_a_reinstall_works() {
+    let (app, _stand_in) = spawn_with_stand_in(&[]).await;
+    let connected = connect_shop(&app, "demo-store", "code-a").await;
+    assert_eq!(
+        connect_pages(&app, &connected.session, "fbcode")
+            .await
+            .status(),
+        200
+    );
+    let shop = ShopDomain::parse("demo-store").unwrap();
+    let page = |id: &str| salesbot::domain::PageId::parse(id).unwrap();
+    let tokens = &app.state.tokens;
+    let shop_token = TokenKey::shopify_token(&shop.key());
+    let page_token = TokenKey::page_token(&page("101"));
+    assert!(tokens.get(&page_token).await.unwrap().is_some());
+
+    // A wrong signature does nothing.
+    let forged = shopify_webhook(&app, "app/uninstalled", "w-1", "not-the-app-secret").await;
+    assert_eq!(forged, 401);
+    assert!(tokens.get(&shop_token).await.unwrap().is_some());
+
+    assert_eq!(
+        shopify_webhook(&app, "app/uninstalled", "w-1", "test-shopify-secret").await,
+        200
+    );
+    assert!(
+        tokens.get(&shop_token).await.unwrap().is_none(),
+        "shop token deleted"
+    );
+    assert!(
+        tokens.get(&page_token).await.unwrap().is_none(),
+        "page tokens deleted"
+    );
+    let merchant = TokenKey::shop_uuid(&shop.key());
+    assert_eq!(
+        tokens
+            .get(&merchant)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        connected.user
+    );
+    assert!(
+        tokens
+            .get(&TokenKey::page_uuid(&page("101")))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The pages are no longer served: their events are not stored.
+    assert!(!app.state.pages.is_connected(&page("101")).await.unwrap());
+    // The same delivery again is harmless; the compliance topics are acknowledged.
+    assert_eq!(
+        shopify_webhook(&app, "app/uninstalled", "w-1", "test-shopify-secret").await,
+        200
+    );
+    for topic in ["customers/data_request", "customers/redact"] {
+        assert_eq!(
+            shopify_webhook(&app, topic, topic, "test-shopify-secret").await,
+            200
+        );
+    }
+    // Not done yet: said so, so Shopify delivers it again later.
+    assert_eq!(
+        shopify_webhook(&app, "shop/redact", "w-9", "test-shopify-secret").await,
+        501
+    );
+
+    // A fresh install: the same merchant, a new token.
+    let again = connect_shop(&app, "demo-store", "code-b").await;
+    assert_eq!(again.user, connected.user, "the merchant's UUID was kept");
+    assert!(tokens.get(&shop_token).await.unwrap().is_some());
+}
