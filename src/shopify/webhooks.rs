@@ -8,7 +8,9 @@
 //!   (so their polls and webhooks stop); the merchant's UUID stays, for a re-install.
 //! - `customers/data_request`, `customers/redact`: logged and answered 200: we hold no Shopify
 //!   customer data (Messenger customers are Meta's ids, not Shopify's).
-//! - `shop/redact`: not done yet; answered 501 with an ERROR line, so Shopify delivers it again.
+//! - `shop/redact` (48 hours after an uninstall): everything of the shop and of the pages its
+//!   merchant connected deleted: tokens, UUIDs, metadata, conversations, attachments (files and
+//!   queue), poll checkpoints.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::ShopDomain;
+use crate::domain::PageId;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::store::{TokenKey, TokenKind, unix_now};
@@ -66,10 +69,6 @@ async fn receive(
     let shop = header("x-shopify-shop-domain")
         .and_then(|domain| ShopDomain::parse(domain).ok())
         .ok_or_else(|| ApiError::BadRequest("Missing or invalid X-Shopify-Shop-Domain".into()))?;
-    if topic == "shop/redact" {
-        tracing::error!(shop = %shop, "shop/redact received but not implemented yet; answered 501 so Shopify delivers it again");
-        return Ok(StatusCode::NOT_IMPLEMENTED);
-    }
     if let Some(id) = header("x-shopify-webhook-id") {
         let first = app
             .sessions
@@ -85,6 +84,7 @@ async fn receive(
     }
     match topic.as_str() {
         "app/uninstalled" => uninstalled(&app, &shop).await?,
+        "shop/redact" => redacted(&app, &shop).await?,
         "customers/data_request" | "customers/redact" => {
             tracing::info!(shop = %shop, topic = %topic, "compliance webhook: no Shopify customer data is held");
         }
@@ -95,24 +95,67 @@ async fn receive(
     Ok(StatusCode::OK)
 }
 
-/// The shop's token, and the page tokens of its merchant, deleted; the UUIDs kept.
-async fn uninstalled(app: &AppState, shop: &ShopDomain) -> Result<(), ApiError> {
-    let key = shop.key();
-    let deleted = app.tokens.delete(&TokenKey::shopify_token(&key)).await?;
-    let mut pages = 0;
-    if let Some(merchant) = app.tokens.get(&TokenKey::shop_uuid(&key)).await? {
-        let merchant = merchant.expose_secret().to_string();
-        for (owner_key, owner) in app.tokens.all_of_kind(TokenKind::Uuid).await? {
-            let Some(page) = owner_key.page_of_uuid() else {
-                continue;
-            };
-            if owner.expose_secret() == merchant {
-                app.pages.disconnect(&page).await?;
-                pages += 1;
-            }
+/// The shop's merchant and the pages that merchant connected (their owner rows name it).
+async fn merchant_and_pages(
+    app: &AppState,
+    shop: &ShopDomain,
+) -> Result<Option<(String, Vec<PageId>)>, ApiError> {
+    let Some(merchant) = app.tokens.get(&TokenKey::shop_uuid(&shop.key())).await? else {
+        return Ok(None);
+    };
+    let merchant = merchant.expose_secret().to_string();
+    let mut pages = Vec::new();
+    for (owner_key, owner) in app.tokens.all_of_kind(TokenKind::Uuid).await? {
+        if let Some(page) = owner_key.page_of_uuid()
+            && owner.expose_secret() == merchant
+        {
+            pages.push(page);
         }
     }
-    tracing::info!(shop = %shop, token_deleted = deleted, pages_disconnected = pages, "app uninstalled: tokens deleted, merchant UUID kept");
+    Ok(Some((merchant, pages)))
+}
+
+/// The shop's token, and the page tokens of its merchant, deleted; the UUIDs kept.
+async fn uninstalled(app: &AppState, shop: &ShopDomain) -> Result<(), ApiError> {
+    let deleted = app
+        .tokens
+        .delete(&TokenKey::shopify_token(&shop.key()))
+        .await?;
+    let pages = merchant_and_pages(app, shop)
+        .await?
+        .map(|(_, pages)| pages)
+        .unwrap_or_default();
+    for page in &pages {
+        app.pages.disconnect(page).await?;
+    }
+    tracing::info!(shop = %shop, token_deleted = deleted, pages_disconnected = pages.len(), "app uninstalled: tokens deleted, merchant UUID kept");
+    Ok(())
+}
+
+/// Everything stored for the shop and its merchant's pages, deleted.
+async fn redacted(app: &AppState, shop: &ShopDomain) -> Result<(), ApiError> {
+    let key = shop.key();
+    let (merchant, pages) = merchant_and_pages(app, shop).await?.unwrap_or_default();
+    let mut conversations = 0;
+    for page in &pages {
+        // Stopped first, so nothing new arrives for it while it is emptied.
+        app.pages.disconnect(page).await?;
+        if let Some(downloader) = &app.attachments {
+            downloader.forget_page(page).await?;
+        }
+        conversations += app.conversations.erase_page(page).await?;
+        app.metadata.erase_page(page).await?;
+        app.poller.state().forget(page).await?;
+        app.tokens.delete(&TokenKey::page_uuid(page)).await?;
+    }
+    if let Ok(user) = uuid::Uuid::parse_str(&merchant) {
+        app.tokens
+            .delete(&TokenKey::facebook_user_token(&user))
+            .await?;
+    }
+    app.tokens.delete(&TokenKey::shopify_token(&key)).await?;
+    app.tokens.delete(&TokenKey::shop_uuid(&key)).await?;
+    tracing::info!(shop = %shop, pages = pages.len(), conversations, "shop redacted: every token, file and record of the shop and its pages deleted");
     Ok(())
 }
 

@@ -36,6 +36,8 @@ pub trait AttachmentQueue: Send + Sync + std::fmt::Debug {
     async fn pending(&self) -> Result<usize, StoreError>;
     /// Entries still owed, per page id.
     async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError>;
+    /// Every entry of `page` deleted, owed or not.
+    async fn forget_page(&self, page: &PageId) -> Result<(), StoreError>;
 }
 
 /// Where an attachment's bytes go: `facebook/<page_id>/attachments/<sender_id>/<name>`.

@@ -35,6 +35,9 @@ pub trait Conversations: Send + Sync + std::fmt::Debug {
     /// How many conversations and events a page has (for the status view; reads every
     /// conversation of the page with the files).
     async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError>;
+
+    /// Every conversation of `page` deleted (Shopify's `shop/redact`); how many there were.
+    async fn erase_page(&self, page: &PageId) -> Result<usize, StoreError>;
 }
 
 /// What a page holds.
@@ -50,6 +53,9 @@ pub trait PageMetadata: Send + Sync + std::fmt::Debug {
     async fn write(&self, page: &PageId, page_fields: &Value) -> Result<(), StoreError>;
     /// The page's metadata document, if written.
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError>;
+    /// Everything of `page` in the tree the bot reads deleted: metadata, conversations,
+    /// attachments.
+    async fn erase_page(&self, page: &PageId) -> Result<(), StoreError>;
 }
 
 /// What every backend must do (run on the files in `store::local::files`, on PostgreSQL in

@@ -172,6 +172,24 @@ impl PageMetadata for ObjectTree {
             .await
     }
 
+    async fn erase_page(&self, page: &PageId) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        let prefix = self.path(&format!("facebook/{page}"));
+        let found: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(objects)?;
+        for object in found {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(objects(err)),
+            }
+        }
+        Ok(())
+    }
+
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
         let bytes = self.get(&Self::metadata_key(page)).await?;
         Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))

@@ -28,6 +28,8 @@ pub trait PollState: Send + Sync + std::fmt::Debug {
         subscribed: bool,
         at: i64,
     ) -> Result<(), StoreError>;
+    /// Everything remembered of `page` deleted.
+    async fn forget(&self, page: &PageId) -> Result<(), StoreError>;
     /// Pages waiting for their merchant to connect them again, with the reason, by page id.
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Takes the scheduled run at `slot` (its cron time, Unix seconds): true for exactly one

@@ -469,14 +469,115 @@ async fn app_uninstalled_deletes_the_tokens_keeps_the_merchant_and_a_reinstall_w
             200
         );
     }
-    // Not done yet: said so, so Shopify delivers it again later.
-    assert_eq!(
-        shopify_webhook(&app, "shop/redact", "w-9", "test-shopify-secret").await,
-        501
-    );
 
     // A fresh install: the same merchant, a new token.
     let again = connect_shop(&app, "demo-store", "code-b").await;
     assert_eq!(again.user, connected.user, "the merchant's UUID was kept");
     assert!(tokens.get(&shop_token).await.unwrap().is_some());
+}
+
+/// Every file below `dir`, relative, sorted (the listing the issue asks for).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn shop_redact_removes_every_file_and_row_of_the_shop_and_its_pages() {
+    use salesbot::store::TokenKind;
+    let (app, _stand_in) = spawn_with_stand_in(&[]).await;
+    let connected = connect_shop(&app, "demo-store", "code-a").await;
+    assert_eq!(
+        connect_pages(&app, &connected.session, "fbcode")
+            .await
+            .status(),
+        200
+    );
+    let message = serde_json::json!({"object": "page", "entry": [{"id": "101", "messaging": [{
+        "sender": {"id": "7001"}, "recipient": {"id": "101"}, "timestamp": 1_800_000_000_000_i64,
+        "message": {"mid": "m.1", "text": "hello"}}]}]});
+    let body = serde_json::to_vec(&message).unwrap();
+    assert_eq!(crate::webhook::post(&app, &body, true).await.status(), 200);
+    let kept = app.dir.path().join("facebook/101/attachments/7001");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join("m_1-0.png"), b"photo").unwrap();
+
+    let facebook = app.dir.path().join("facebook");
+    let before = listing(&facebook);
+    for file in [
+        "101/page_metadata.json",
+        "101/conversations/7001.json",
+        "101/attachments/7001/m_1-0.png",
+        "202/page_metadata.json",
+    ] {
+        assert!(before.contains(&file.to_string()), "{file} in {before:?}");
+    }
+    let rows = || async {
+        let mut rows = Vec::new();
+        for kind in [TokenKind::Token, TokenKind::Uuid] {
+            for key in app.state.tokens.keys_of_kind(kind).await.unwrap() {
+                rows.push(key.as_str().to_string());
+            }
+        }
+        rows
+    };
+    assert!(rows().await.len() >= 6, "{:?}", rows().await);
+    assert_eq!(app.state.poller.state().all().await.unwrap().len(), 2);
+
+    // Wrongly signed: nothing changes.
+    assert_eq!(
+        shopify_webhook(&app, "shop/redact", "r-1", "not-the-app-secret").await,
+        401
+    );
+    assert_eq!(listing(&facebook), before);
+
+    assert_eq!(
+        shopify_webhook(&app, "shop/redact", "r-1", "test-shopify-secret").await,
+        200
+    );
+    assert_eq!(
+        listing(&facebook),
+        Vec::<String>::new(),
+        "no file of the shop's pages is left"
+    );
+    assert_eq!(
+        rows().await,
+        Vec::<String>::new(),
+        "no token or UUID row is left"
+    );
+    assert!(
+        app.state.poller.state().all().await.unwrap().is_empty(),
+        "no checkpoint is left"
+    );
+    assert!(
+        !app.state
+            .pages
+            .is_connected(&salesbot::domain::PageId::parse("101").unwrap())
+            .await
+            .unwrap()
+    );
+    // Delivered twice (and a second id for the same shop): harmless.
+    assert_eq!(
+        shopify_webhook(&app, "shop/redact", "r-1", "test-shopify-secret").await,
+        200
+    );
+    assert_eq!(
+        shopify_webhook(&app, "shop/redact", "r-2", "test-shopify-secret").await,
+        200
+    );
+    // And a webhook for a redacted page stores nothing.
+    assert_eq!(crate::webhook::post(&app, &body, true).await.status(), 200);
+    assert_eq!(listing(&facebook), Vec::<String>::new());
 }

@@ -177,6 +177,16 @@ impl AttachmentQueue for SqliteAttachments {
             .await
     }
 
+    async fn forget_page(&self, page: &PageId) -> Result<(), StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute("DELETE FROM attachments WHERE page_id = ?1", [page])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn pending(&self) -> Result<usize, StoreError> {
         self.db
             .call(|conn| {

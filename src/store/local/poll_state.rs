@@ -130,6 +130,16 @@ impl PollState for SqlitePollState {
             .await
     }
 
+    async fn forget(&self, page: &PageId) -> Result<(), StoreError> {
+        let page = page.to_string();
+        self.db
+            .call(move |conn| {
+                conn.execute("DELETE FROM poll_pages WHERE page_id = ?1", [page])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.db
             .call(|conn| {

@@ -131,6 +131,18 @@ impl AttachmentQueue for PgAttachments {
         self.set(owed, SQL, unix_now(), error).await
     }
 
+    async fn forget_page(&self, page: &PageId) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM attachments WHERE page_id = $1",
+                &[&page.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn pending(&self) -> Result<usize, StoreError> {
         let row = self
             .db

@@ -128,6 +128,25 @@ impl Conversations for PgConversations {
         Ok(())
     }
 
+    async fn erase_page(&self, page: &PageId) -> Result<usize, StoreError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM events WHERE conversation IN
+             (SELECT id FROM conversations WHERE page_id = $1)",
+            &[&page.as_str()],
+        )
+        .await?;
+        let erased = tx
+            .execute(
+                "DELETE FROM conversations WHERE page_id = $1",
+                &[&page.as_str()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(erased as usize)
+    }
+
     async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {
         let row = self
             .db

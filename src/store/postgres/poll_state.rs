@@ -95,6 +95,18 @@ impl PollState for PgPollState {
         Ok(())
     }
 
+    async fn forget(&self, page: &PageId) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM poll_pages WHERE page_id = $1",
+                &[&page.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn needing_reauth(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
             .db

@@ -450,3 +450,66 @@ async fn postgres_attachment_queue_keeps_each_download_once_and_replicas_apart()
     // Claimed: not handed out again while a replica works on it.
     assert!(queue.due(now, 50).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_a_page_is_erased_from_the_database_and_the_objects() {
+    use crate::domain::{PageId, SenderId};
+    use crate::store::attachments::{AttachmentFiles, AttachmentQueue, contract as queue};
+    use crate::store::conversations::{Conversations, PageMetadata, contract};
+    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let db = connect(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let objects = ObjectTree::open(
+        &StorageUrl::File(dir.path().to_path_buf()),
+        &S3Settings::default(),
+    )
+    .unwrap();
+    let store = super::PgConversations::new(db.clone());
+    let (page, other) = (PageId::parse("101").unwrap(), PageId::parse("202").unwrap());
+    let customer = SenderId::parse("7001").unwrap();
+    for p in [&page, &other] {
+        let events = vec![contract::event("7001", Some("m1"), Some(1_000))];
+        store.add(p, &customer, events).await.unwrap();
+        objects
+            .write(p, &serde_json::json!({"id": p.as_str()}))
+            .await
+            .unwrap();
+        AttachmentFiles::put(&objects, p, &customer, "m1-0.png", b"photo".to_vec())
+            .await
+            .unwrap();
+    }
+    let attachments = super::PgAttachments::new(db.clone());
+    attachments
+        .enqueue(vec![queue::owed("m1", 0)])
+        .await
+        .unwrap();
+    let state = PgPollState::new(db.clone());
+    use crate::store::poll_state::PollState;
+    state.record_connected(&page, 1).await.unwrap();
+
+    assert_eq!(store.erase_page(&page).await.unwrap(), 1);
+    objects.erase_page(&page).await.unwrap();
+    attachments.forget_page(&page).await.unwrap();
+    state.forget(&page).await.unwrap();
+
+    assert_eq!(store.counts(&page).await.unwrap().messages, 0);
+    assert_eq!(
+        store.counts(&other).await.unwrap().messages,
+        1,
+        "another page untouched"
+    );
+    assert!(
+        !dir.path().join("facebook/101").exists(),
+        "no object of the page left"
+    );
+    assert!(
+        dir.path()
+            .join("facebook/202/attachments/7001/m1-0.png")
+            .exists()
+    );
+    assert_eq!(attachments.pending().await.unwrap(), 0);
+    assert!(state.all().await.unwrap().is_empty());
+}

@@ -27,6 +27,15 @@ impl Conversations for FileStore {
         FileStore::checkpoint(self).await
     }
 
+    async fn erase_page(&self, page: &PageId) -> Result<usize, StoreError> {
+        // What the journal holds of the page goes into its files first: a replay after a
+        // crash must not bring the deleted conversations back.
+        FileStore::checkpoint(self).await?;
+        let counted = self.counts(page).await?.conversations;
+        remove_dir(self.conversations_dir(page)).await?;
+        Ok(counted)
+    }
+
     async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {
         let dir = self.conversations_dir(page);
         tokio::task::spawn_blocking(move || {
@@ -61,6 +70,10 @@ impl PageMetadata for FileStore {
         self.write_metadata(page, page_fields).await
     }
 
+    async fn erase_page(&self, page: &PageId) -> Result<(), StoreError> {
+        remove_dir(self.page_dir(page)).await
+    }
+
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
         let path = self.metadata_path(page);
         tokio::task::spawn_blocking(move || match std::fs::read(&path) {
@@ -90,4 +103,14 @@ impl crate::store::attachments::AttachmentFiles for FileStore {
         })
         .await?
     }
+}
+
+/// Removes `dir` and everything below it; a folder that is not there is fine.
+async fn remove_dir(dir: std::path::PathBuf) -> Result<(), StoreError> {
+    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::io("remove", &dir)(err)),
+    })
+    .await?
 }

@@ -335,11 +335,11 @@ impl FileStore {
             .join(sender.as_str())
     }
 
-    fn page_dir(&self, page: &PageId) -> PathBuf {
+    pub(super) fn page_dir(&self, page: &PageId) -> PathBuf {
         self.root.join(page.as_str())
     }
 
-    fn conversations_dir(&self, page: &PageId) -> PathBuf {
+    pub(super) fn conversations_dir(&self, page: &PageId) -> PathBuf {
         self.page_dir(page).join("conversations")
     }
 
