@@ -383,6 +383,14 @@ async fn the_daily_sweep_refreshes_every_shop_before_its_tokens_lapse() {
     assert_eq!(exchanges(), before + 2);
 }
 
+/// `demo-store` and its merchant's two pages connected through both OAuth flows.
+async fn install(app: &TestApp) -> Connected {
+    let connected = connect_shop(app, "demo-store", "code-a").await;
+    let pages = connect_pages(app, &connected.session, "fbcode").await;
+    assert_eq!(pages.status(), 200);
+    connected
+}
+
 /// A Shopify webhook delivery of `topic` for `demo-store`, signed with `secret`.
 async fn shopify_webhook(app: &TestApp, topic: &str, id: &str, secret: &str) -> u16 {
     use base64::Engine;
@@ -408,13 +416,7 @@ async fn shopify_webhook(app: &TestApp, topic: &str, id: &str, secret: &str) -> 
 #[tokio::test]
 async fn app_uninstalled_deletes_the_tokens_keeps_the_merchant_and_a_reinstall_works() {
     let (app, _stand_in) = spawn_with_stand_in(&[]).await;
-    let connected = connect_shop(&app, "demo-store", "code-a").await;
-    assert_eq!(
-        connect_pages(&app, &connected.session, "fbcode")
-            .await
-            .status(),
-        200
-    );
+    let connected = install(&app).await;
     let shop = ShopDomain::parse("demo-store").unwrap();
     let page = |id: &str| salesbot::domain::PageId::parse(id).unwrap();
     let tokens = &app.state.tokens;
@@ -498,13 +500,7 @@ fn listing(dir: &std::path::Path) -> Vec<String> {
 async fn shop_redact_removes_every_file_and_row_of_the_shop_and_its_pages() {
     use salesbot::store::TokenKind;
     let (app, _stand_in) = spawn_with_stand_in(&[]).await;
-    let connected = connect_shop(&app, "demo-store", "code-a").await;
-    assert_eq!(
-        connect_pages(&app, &connected.session, "fbcode")
-            .await
-            .status(),
-        200
-    );
+    install(&app).await;
     let message = serde_json::json!({"object": "page", "entry": [{"id": "101", "messaging": [{
         "sender": {"id": "7001"}, "recipient": {"id": "101"}, "timestamp": 1_800_000_000_000_i64,
         "message": {"mid": "m.1", "text": "hello"}}]}]});

@@ -17,6 +17,12 @@ async fn connect(server: &Postgres) -> PgDatabase {
         .expect("connects and migrates")
 }
 
+/// The bot's tree as objects in a local folder.
+fn folder_tree(dir: &std::path::Path) -> crate::store::objects::ObjectTree {
+    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
+    ObjectTree::open(&StorageUrl::File(dir.to_path_buf()), &S3Settings::default()).unwrap()
+}
+
 fn target(url: &str) -> DatabaseTarget {
     DatabaseTarget::parse(url).expect("a valid URL")
 }
@@ -211,7 +217,6 @@ async fn postgres_conversations_match_the_files_byte_for_byte() {
     use crate::domain::{PageId, SenderId};
     use crate::store::FileStore;
     use crate::store::conversations::{Conversations, contract};
-    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
 
     use super::{PgConversations, Publisher};
 
@@ -223,11 +228,7 @@ async fn postgres_conversations_match_the_files_byte_for_byte() {
     // The same deliveries through the files and through PostgreSQL + a published object.
     let dir = tempfile::tempdir().unwrap();
     let files = FileStore::new(&dir.path().join("files"));
-    let objects = ObjectTree::open(
-        &StorageUrl::File(dir.path().join("objects")),
-        &S3Settings::default(),
-    )
-    .unwrap();
+    let objects = folder_tree(&dir.path().join("objects"));
     let (page, customer) = (
         PageId::parse("101").unwrap(),
         SenderId::parse("7001").unwrap(),
@@ -352,18 +353,13 @@ async fn postgres_without_tls_is_refused_when_tls_is_required() {
 async fn postgres_publishing_leases_are_renewed_and_taken_over_when_they_lapse() {
     use crate::domain::{PageId, SenderId};
     use crate::store::conversations::{Conversations, contract};
-    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
 
     use super::{PgConversations, Publisher};
 
     let server = Postgres::start(Durability::Fast).unwrap();
     let db = connect(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let objects = ObjectTree::open(
-        &StorageUrl::File(dir.path().to_path_buf()),
-        &S3Settings::default(),
-    )
-    .unwrap();
+    let objects = folder_tree(dir.path());
     let lease = Duration::from_millis(800);
     let publisher =
         || Publisher::new(db.clone(), objects.clone(), Duration::ZERO).with_lease(lease);
@@ -457,16 +453,11 @@ async fn postgres_a_page_is_erased_from_the_database_and_the_objects() {
     use crate::domain::{PageId, SenderId};
     use crate::store::attachments::{AttachmentFiles, AttachmentQueue, contract as queue};
     use crate::store::conversations::{Conversations, PageMetadata, contract};
-    use crate::store::objects::{ObjectTree, S3Settings, StorageUrl};
 
     let server = Postgres::start(Durability::Fast).unwrap();
     let db = connect(&server).await;
     let dir = tempfile::tempdir().unwrap();
-    let objects = ObjectTree::open(
-        &StorageUrl::File(dir.path().to_path_buf()),
-        &S3Settings::default(),
-    )
-    .unwrap();
+    let objects = folder_tree(dir.path());
     let store = super::PgConversations::new(db.clone());
     let (page, other) = (PageId::parse("101").unwrap(), PageId::parse("202").unwrap());
     let customer = SenderId::parse("7001").unwrap();
