@@ -68,15 +68,15 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
     } = backend::open(&config.storage, role, &metrics).await?;
     // A key that does not open the stored tokens stops the start here, naming the row.
     tokens.check_keys().await?;
-    let attachments = match (config.attachments.enabled, attachments) {
-        (true, Some((queue, files))) => Some(Downloader::new(
+    let (queue, files) = attachments;
+    let attachments = config.attachments.enabled.then(|| {
+        Downloader::new(
             queue,
             files,
             Fetcher::new(&config.attachments),
             metrics.clone(),
-        )),
-        _ => None,
-    };
+        )
+    });
     let http = outbound::client();
     let shopify = ShopifyClient::new(http.clone(), &config.shopify);
     let graph = GraphClient::new(http.clone(), &config.facebook).observed(&metrics);

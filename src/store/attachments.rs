@@ -32,10 +32,12 @@ pub trait AttachmentQueue: Send + Sync + std::fmt::Debug {
     async fn retry(&self, owed: &Owed, at: i64, error: &str) -> Result<(), StoreError>;
     /// Never tried again.
     async fn give_up(&self, owed: &Owed, error: &str) -> Result<(), StoreError>;
-    /// Entries still owed.
-    async fn pending(&self) -> Result<usize, StoreError>;
     /// Entries still owed, per page id.
     async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError>;
+    /// Entries still owed.
+    async fn pending(&self) -> Result<usize, StoreError> {
+        Ok(self.pending_by_page().await?.iter().map(|(_, n)| n).sum())
+    }
     /// Every entry of `page` deleted, owed or not.
     async fn forget_page(&self, page: &PageId) -> Result<(), StoreError>;
 }

@@ -26,7 +26,7 @@ pub struct Stores {
     pub conversations: ConversationStore,
     pub metadata: MetadataStore,
     /// The attachment queue and where their files go.
-    pub attachments: Option<(AttachmentQueueStore, AttachmentFileStore)>,
+    pub attachments: (AttachmentQueueStore, AttachmentFileStore),
     /// With PostgreSQL: what keeps the objects the bot reads up to date (in the background in
     /// the server; drained once by a process beside it, such as `salesbot poll`).
     pub publisher: Option<Publisher>,
@@ -60,7 +60,7 @@ pub async fn open(
         files.observe(metrics);
         let queue = Arc::new(SqliteAttachments::open(&storage.token_db_path)?);
         return Ok(Stores {
-            attachments: Some((queue, files.clone())),
+            attachments: (queue, files.clone()),
             tokens: TokenStore::open_sqlite(&storage.token_db_path, cipher.clone())?,
             sessions: SessionStore::open_sqlite(&storage.session_db_path, cipher)?,
             poll_state: Arc::new(SqlitePollState::open(&storage.token_db_path)?),
@@ -82,10 +82,10 @@ pub async fn open(
         sessions: SessionStore::new(Arc::new(PgSessions::new(db.clone())), cipher),
         poll_state: Arc::new(PgPollState::new(db.clone())),
         conversations: Arc::new(PgConversations::new(db.clone()).observed(metrics)),
-        attachments: Some((
+        attachments: (
             Arc::new(PgAttachments::new(db.clone())),
             Arc::new(objects.clone()),
-        )),
+        ),
         metadata: Arc::new(objects),
         publisher: Some(publisher),
     })

@@ -168,44 +168,50 @@ impl TokenStore {
     /// Copies every row, still sealed, into `target` (the same key must open them there: the
     /// row's name is its associated data, and it does not change). How many rows.
     pub async fn copy_rows_to(&self, target: &TokenStore) -> Result<usize, StoreError> {
-        let mut copied = 0;
+        let rows = self.sealed_rows().await?;
+        for (kind, key, sealed) in &rows {
+            target
+                .rows
+                .upsert(key.clone(), sealed.clone(), *kind)
+                .await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Every row, still sealed, with its kind.
+    async fn sealed_rows(&self) -> Result<Vec<(TokenKind, String, String)>, StoreError> {
+        let mut rows = Vec::new();
         for kind in [TokenKind::Token, TokenKind::Uuid] {
             for (key, sealed) in self.rows.all_of_kind(kind).await? {
-                target.rows.upsert(key, sealed, kind).await?;
-                copied += 1;
+                rows.push((kind, key, sealed));
             }
         }
-        Ok(copied)
+        Ok(rows)
     }
 
     /// Opens every row (under the current key or a previous one): the first that does not
     /// open is the error, naming it. At start, so a wrong key stops the start instead of
     /// failing requests one by one.
     pub async fn check_keys(&self) -> Result<usize, StoreError> {
-        let mut rows = 0;
-        for kind in [TokenKind::Token, TokenKind::Uuid] {
-            for (key, sealed) in self.rows.all_of_kind(kind).await? {
-                self.unseal(&key, &sealed)?;
-                rows += 1;
-            }
+        let rows = self.sealed_rows().await?;
+        for (_, key, sealed) in &rows {
+            self.unseal(key, sealed)?;
         }
-        Ok(rows)
+        Ok(rows.len())
     }
 
     /// Re-seals every row under the current key (`salesbot rekey`). A row no key opens is
     /// left as it is and named in the report, never skipped silently.
     pub async fn rekey(&self) -> Result<RekeyReport, StoreError> {
         let mut report = RekeyReport::default();
-        for kind in [TokenKind::Token, TokenKind::Uuid] {
-            for (key, sealed) in self.rows.all_of_kind(kind).await? {
-                match self.cipher.open(key.as_bytes(), &sealed) {
-                    Ok(plain) => {
-                        let resealed = self.cipher.seal(key.as_bytes(), &plain);
-                        self.rows.upsert(key, resealed, kind).await?;
-                        report.resealed += 1;
-                    }
-                    Err(_) => report.unopened.push(key),
+        for (kind, key, sealed) in self.sealed_rows().await? {
+            match self.cipher.open(key.as_bytes(), &sealed) {
+                Ok(plain) => {
+                    let resealed = self.cipher.seal(key.as_bytes(), &plain);
+                    self.rows.upsert(key, resealed, kind).await?;
+                    report.resealed += 1;
                 }
+                Err(_) => report.unopened.push(key),
             }
         }
         Ok(report)

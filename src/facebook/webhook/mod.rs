@@ -71,7 +71,7 @@ async fn receive(
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
     let started = std::time::Instant::now();
-    let result = receive_counted(&app, request).await;
+    let result = handle(&app, request).await;
     let status = match &result {
         Ok(_) => 200,
         Err(err) => err.status().as_u16(),
@@ -81,10 +81,8 @@ async fn receive(
     result
 }
 
-async fn receive_counted(
-    app: &AppState,
-    request: Request,
-) -> Result<impl IntoResponse + use<>, ApiError> {
+/// The delivery itself: checked, sorted into conversations, stored, its attachments owed.
+async fn handle(app: &AppState, request: Request) -> Result<impl IntoResponse + use<>, ApiError> {
     // The headers are taken out rather than extracted, which would copy them all.
     let (mut parts, body) = request.into_parts();
     let headers = std::mem::take(&mut parts.headers);

@@ -186,19 +186,6 @@ impl AttachmentQueue for SqliteAttachments {
             })
             .await
     }
-
-    async fn pending(&self) -> Result<usize, StoreError> {
-        self.db
-            .call(|conn| {
-                let n: i64 = conn.query_row(
-                    "SELECT COUNT(*) FROM attachments WHERE state = 'owed'",
-                    [],
-                    |row| row.get(0),
-                )?;
-                Ok(n as usize)
-            })
-            .await
-    }
 }
 
 #[cfg(test)]

@@ -143,16 +143,6 @@ impl AttachmentQueue for PgAttachments {
         Ok(())
     }
 
-    async fn pending(&self) -> Result<usize, StoreError> {
-        let row = self
-            .db
-            .client()
-            .await?
-            .query_one("SELECT count(*) FROM attachments WHERE state = 'owed'", &[])
-            .await?;
-        Ok(row.get::<_, i64>(0) as usize)
-    }
-
     async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError> {
         let rows = self
             .db
