@@ -1,5 +1,6 @@
 //! The sandbox's Shopify: the install consent page, the redirect back (signed like Shopify's),
-//! the token endpoint (expiring offline tokens and refresh) and the Admin GraphQL endpoint.
+//! the token endpoint (expiring offline tokens and refresh) and the Admin GraphQL endpoint (the
+//! shop-data query and the install's webhook subscription).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -29,6 +30,10 @@ pub(super) fn answer(
         ("GET", ["oauth", "authorize"]) => consent(shop, &param("client_id"), &param("redirect_uri"), &param("state"), &param("scope")),
         ("GET", ["oauth", "approve"]) => approve(credentials, shop, &param("redirect_uri"), &param("state")),
         ("POST", ["oauth", "access_token"]) => token(credentials, shop, body),
+        ("POST", ["api", _version, "graphql.json"]) if is_subscription(body) => Json(json!({"data": {
+            "webhookSubscriptionCreate": {"webhookSubscription": {"id": "gid://shopify/WebhookSubscription/1"}, "userErrors": []}
+        }}))
+        .into_response(),
         ("POST", ["api", _version, "graphql.json"]) => Json(json!({"data": {
             "shop": {"name": "Demo Store", "email": "owner@demo-store.example", "primaryDomain": {"url": format!("https://{shop}")}, "currencyCode": "EUR"},
             "products": {"edges": [
@@ -43,6 +48,11 @@ pub(super) fn answer(
         .into_response(),
         _ => (StatusCode::NOT_FOUND, "sandbox shopify: no such endpoint").into_response(),
     }
+}
+
+/// The install's `app/uninstalled` subscription, rather than the shop-data query.
+fn is_subscription(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"webhookSubscriptionCreate").is_some()
 }
 
 fn consent(shop: &str, client_id: &str, redirect_uri: &str, state: &str, scope: &str) -> Response {

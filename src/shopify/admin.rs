@@ -1,4 +1,5 @@
-//! The Shopify Admin client: OAuth code exchange and refresh, and the shop-data GraphQL query.
+//! The Shopify Admin client: OAuth code exchange and refresh, the shop-data GraphQL query and
+//! the `app/uninstalled` subscription made at install.
 //!
 //! Every URL is built from a [`ShopDomain`] and the `SHOPIFY_SHOP_URL` template, never from
 //! raw input.
@@ -38,6 +39,12 @@ pub const SHOP_DATA_QUERY: &str = r#"{
 
 const GRAPHQL_TRIES: u32 = 3;
 
+/// Subscribes the shop's `app/uninstalled` to our webhook (`uri`, the 2025-10 unified field).
+const SUBSCRIBE_UNINSTALLED: &str = "mutation($uri: String!) { \
+  webhookSubscriptionCreate(topic: APP_UNINSTALLED, \
+    webhookSubscription: { uri: $uri, format: JSON }) { \
+    webhookSubscription { id } userErrors { field message } } }";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShopifyError {
     #[error("Shopify answered {status}: {detail}")]
@@ -46,6 +53,17 @@ pub enum ShopifyError {
     Transport(String),
     #[error("unexpected answer from Shopify: {0}")]
     Decode(String),
+    #[error("Shopify refused: {0}")]
+    Refused(String),
+}
+
+/// What the install's subscription request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    Created,
+    /// The shop already sends this topic to that address (a re-install before Shopify dropped
+    /// the old subscription, or one declared in the app's configuration).
+    AlreadyThere,
 }
 
 /// What the token endpoint returns. Expiring offline tokens carry `expires_in` and a
@@ -129,11 +147,60 @@ impl ShopifyClient {
         .await
     }
 
-    /// Runs the shop-data query, retrying on 429 (3 tries, backing off).
+    /// Runs the shop-data query.
     pub async fn shop_data(
         &self,
         shop: &ShopDomain,
         token: &SecretString,
+    ) -> Result<Value, ShopifyError> {
+        self.graphql(shop, token, &json!({ "query": SHOP_DATA_QUERY }))
+            .await
+    }
+
+    /// Asks the shop to tell `uri` when the app is uninstalled, so its tokens are deleted at
+    /// once rather than failing at the next use.
+    pub async fn subscribe_uninstalled(
+        &self,
+        shop: &ShopDomain,
+        token: &SecretString,
+        uri: &str,
+    ) -> Result<Subscription, ShopifyError> {
+        let answer = self
+            .graphql(
+                shop,
+                token,
+                &json!({ "query": SUBSCRIBE_UNINSTALLED, "variables": { "uri": uri } }),
+            )
+            .await?;
+        if let Some(errors) = answer.get("errors") {
+            return Err(ShopifyError::Refused(short(&errors.to_string())));
+        }
+        let created = &answer["data"]["webhookSubscriptionCreate"];
+        let problems: Vec<&str> = created["userErrors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        if problems.is_empty() && created["webhookSubscription"]["id"].is_string() {
+            return Ok(Subscription::Created);
+        }
+        // Shopify's words for a topic already sent to this address.
+        if problems.iter().any(|m| m.contains("already been taken")) {
+            return Ok(Subscription::AlreadyThere);
+        }
+        if problems.is_empty() {
+            return Err(ShopifyError::Decode(short(&answer.to_string())));
+        }
+        Err(ShopifyError::Refused(short(&problems.join("; "))))
+    }
+
+    /// One Admin GraphQL request, retried on 429 (3 tries, backing off).
+    async fn graphql(
+        &self,
+        shop: &ShopDomain,
+        token: &SecretString,
+        body: &Value,
     ) -> Result<Value, ShopifyError> {
         let url = self.url(
             shop,
@@ -146,7 +213,7 @@ impl ShopifyClient {
                 .http
                 .post(url.clone())
                 .header("X-Shopify-Access-Token", token.expose_secret())
-                .json(&json!({ "query": SHOP_DATA_QUERY }))
+                .json(body)
                 .send()
                 .await
                 .map_err(|e| ShopifyError::Transport(outbound::describe(e)))?;
@@ -206,11 +273,15 @@ async fn decode<T: serde::de::DeserializeOwned>(
         .map_err(|e| ShopifyError::Transport(outbound::describe(e)))?;
     if !status.is_success() {
         // Shopify's error bodies are short and carry no credentials; cap them anyway.
-        let detail: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         return Err(ShopifyError::Status {
             status: status.as_u16(),
-            detail,
+            detail: short(&String::from_utf8_lossy(&body)),
         });
     }
     serde_json::from_slice(&body).map_err(|e| ShopifyError::Decode(e.to_string()))
+}
+
+/// Shopify's words, capped for a log line or an error.
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
 }

@@ -137,9 +137,12 @@ async fn callback(
         ));
     tracing::info!(shop = %shop, user = %user, "Shopify store connected");
 
-    // The store is connected and the session set even if the shop data cannot be read now:
-    // the merchant can still go on to connect Facebook.
-    let data = app.shopify.shop_data(&shop, &grant.access_token).await;
+    // The store is connected and the session set even if the shop data cannot be read now, or
+    // the subscription cannot be made: the merchant can still go on to connect Facebook.
+    let (data, ()) = tokio::join!(
+        app.shopify.shop_data(&shop, &grant.access_token),
+        subscribe_uninstalled(&app, &shop, &grant.access_token),
+    );
     if html::wants_html(&headers) {
         let trouble = data.as_ref().err().map(ToString::to_string);
         return Ok((jar, connected_page(&app, &shop, data.ok(), trouble)).into_response());
@@ -159,6 +162,20 @@ async fn callback(
             ApiError::BadGateway(format!("Shopify shop data request failed: {e}")),
         )
             .into_response()),
+    }
+}
+
+/// Registers `app/uninstalled` at our `/shopify/webhooks` (beside the callback). A failure is
+/// logged, not fatal: the subscription can also be declared in the app's configuration.
+async fn subscribe_uninstalled(app: &AppState, shop: &ShopDomain, token: &SecretString) {
+    let uri = html::beside(&app.config.shopify.redirect_uri, "webhooks");
+    match app.shopify.subscribe_uninstalled(shop, token, &uri).await {
+        Ok(outcome) => tracing::debug!(shop = %shop, ?outcome, "app/uninstalled subscribed"),
+        Err(e) => tracing::warn!(
+            shop = %shop,
+            error = %e,
+            "could not subscribe app/uninstalled; declare it in the Partner dashboard (README)"
+        ),
     }
 }
 

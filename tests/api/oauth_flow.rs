@@ -81,7 +81,7 @@ async fn shopify_then_facebook_connects_everything_and_leaks_nothing() {
         exchange.json(),
         json!({"client_id": "test-shopify-key", "client_secret": "test-shopify-secret", "code": "shopcode1", "expiring": 1})
     );
-    let graphql = &stand_in.requests_to("/graphql.json")[0];
+    let graphql = &stand_in.shop_queries()[0];
     assert_eq!(
         graphql.path,
         "/shops/demo-store.myshopify.com/admin/api/2026-10/graphql.json"

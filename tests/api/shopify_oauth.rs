@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::flow::*;
 use crate::helpers::{TestApp, spawn_with_stand_in};
-use crate::stand_in::StandIn;
+use crate::stand_in::{StandIn, Subscribing, shopify_token};
 
 async fn refused(response: reqwest::Response, fragment: &str) {
     assert_eq!(response.status(), 400);
@@ -209,7 +209,7 @@ async fn graphql_throttling_is_retried_then_reported_as_bad_gateway() {
         connected.body["shopify_data"]["data"]["shop"]["name"],
         "Demo Store"
     );
-    assert_eq!(stand_in.requests_to("/graphql.json").len(), 3);
+    assert_eq!(stand_in.shop_queries().len(), 3);
 
     stand_in.set(|s| s.graphql_429s = 100);
     let s = started(&app).await;
@@ -234,7 +234,7 @@ async fn graphql_throttling_is_retried_then_reported_as_bad_gateway() {
         "{body}"
     );
     assert_eq!(
-        stand_in.requests_to("/graphql.json").len(),
+        stand_in.shop_queries().len(),
         6,
         "three more tries, no more"
     );
@@ -381,6 +381,59 @@ async fn the_daily_sweep_refreshes_every_shop_before_its_tokens_lapse() {
         "the two expiring shops, not the non-expiring one"
     );
     assert_eq!(exchanges(), before + 2);
+}
+
+#[tokio::test]
+async fn the_install_subscribes_app_uninstalled_and_a_refusal_leaves_it_standing() {
+    let (app, stand_in) = spawn_with_stand_in(&[]).await;
+    connect_shop(&app, "demo-store", "code-a").await;
+    let made = stand_in.webhook_subscriptions();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0].path,
+        "/shops/demo-store.myshopify.com/admin/api/2026-10/graphql.json"
+    );
+    assert_eq!(
+        made[0].headers["x-shopify-access-token"],
+        shopify_token("code-a").as_str()
+    );
+    let request = made[0].json();
+    assert!(
+        request["query"]
+            .as_str()
+            .unwrap()
+            .contains("topic: APP_UNINSTALLED"),
+        "{request}"
+    );
+    // Beside SHOPIFY_REDIRECT_URI (http://127.0.0.1:5000/shopify/callback).
+    assert_eq!(
+        request["variables"]["uri"],
+        "http://127.0.0.1:5000/shopify/webhooks"
+    );
+
+    // Already there (a re-install), or refused outright: the store is connected all the same.
+    for (answer, code) in [
+        (Subscribing::AlreadyTaken, "code-b"),
+        (Subscribing::Forbidden, "code-c"),
+    ] {
+        stand_in.set(|s| s.uninstall_subscription = answer);
+        let connected = connect_shop(&app, "demo-store", code).await;
+        assert_eq!(
+            connected.body["shopify_data"]["data"]["shop"]["name"], "Demo Store",
+            "{answer:?}"
+        );
+        let shop = ShopDomain::parse("demo-store").unwrap();
+        let stored = app
+            .state
+            .tokens
+            .get(&TokenKey::shopify_token(&shop.key()))
+            .await
+            .unwrap()
+            .unwrap();
+        let pair: Value = serde_json::from_str(stored.expose_secret()).unwrap();
+        assert_eq!(pair["access_token"], shopify_token(code), "{answer:?}");
+    }
+    assert_eq!(stand_in.webhook_subscriptions().len(), 3);
 }
 
 /// `demo-store` and its merchant's two pages connected through both OAuth flows.

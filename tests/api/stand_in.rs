@@ -48,6 +48,15 @@ pub struct Scenario {
     pub pages: Vec<FakePage>,
     /// Pages that already have this app subscribed with `name`.
     pub subscribed: HashSet<String>,
+    /// How Shopify answers the install's `app/uninstalled` subscription.
+    pub uninstall_subscription: Subscribing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribing {
+    Created,
+    AlreadyTaken,
+    Forbidden,
 }
 
 impl Default for Scenario {
@@ -69,6 +78,7 @@ impl Default for Scenario {
                 },
             ],
             subscribed: HashSet::from(["202".to_string()]),
+            uninstall_subscription: Subscribing::Created,
         }
     }
 }
@@ -122,6 +132,22 @@ impl StandIn {
             .collect()
     }
 
+    /// The Admin GraphQL requests, apart from the install's webhook subscription.
+    pub fn shop_queries(&self) -> Vec<Recorded> {
+        self.requests_to("/graphql.json")
+            .into_iter()
+            .filter(|r| !is_subscription(r))
+            .collect()
+    }
+
+    /// The install's `webhookSubscriptionCreate` requests.
+    pub fn webhook_subscriptions(&self) -> Vec<Recorded> {
+        self.requests_to("/graphql.json")
+            .into_iter()
+            .filter(is_subscription)
+            .collect()
+    }
+
     /// Every token exchange (Shopify or Facebook) the stand-in has seen.
     pub fn token_exchanges(&self) -> Vec<Recorded> {
         self.requests()
@@ -156,6 +182,10 @@ impl StandIn {
         }
         secrets
     }
+}
+
+fn is_subscription(r: &Recorded) -> bool {
+    r.body.contains("webhookSubscriptionCreate")
 }
 
 pub fn short_token(code: &str) -> String {
@@ -229,6 +259,24 @@ fn answer(
                 grant["refresh_token_expires_in"] = json!(7_776_000);
             }
             ok(grant)
+        }
+        ("POST", ["shops", _shop, "admin", "api", _version, "graphql.json"])
+            if is_subscription(&recorded) =>
+        {
+            match scenario.uninstall_subscription {
+                Subscribing::Created => ok(json!({"data": {"webhookSubscriptionCreate": {
+                    "webhookSubscription": {"id": "gid://shopify/WebhookSubscription/1"},
+                    "userErrors": []}}})),
+                Subscribing::AlreadyTaken => ok(json!({"data": {"webhookSubscriptionCreate": {
+                    "webhookSubscription": null,
+                    "userErrors": [{"field": ["webhookSubscription", "callbackUrl"],
+                        "message": "Address for this topic has already been taken"}]}}})),
+                Subscribing::Forbidden => (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(json!({"errors": "[API] This action requires merchant approval"})),
+                )
+                    .into_response(),
+            }
         }
         ("POST", ["shops", _shop, "admin", "api", _version, "graphql.json"]) => {
             let mut calls = inner.graphql_calls.lock().unwrap();
