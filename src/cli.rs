@@ -1,4 +1,4 @@
-//! The command line: `salesbot [serve|poll|demo]`.
+//! The command line: `salesbot [serve|poll|status|rekey|migrate|import-legacy|demo]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,25 @@ pub enum Command {
         #[arg(long, value_enum)]
         to: crate::migrate::Direction,
     },
+    /// Move in from the Python original: its shops, pages (tokens and owners) and, with
+    /// --data-dir, its facebook/ tree (conversations deduplicated, metadata without tokens).
+    /// The original's STATE_TOKEN_SECRET goes in LEGACY_STATE_TOKEN_SECRET. Its files are only
+    /// read; what is here already is kept; a second run changes nothing.
+    ImportLegacy {
+        /// The original's tokens.db.
+        #[arg(long, value_name = "PATH")]
+        tokens_db: PathBuf,
+        /// The original's sessions.db: sessions younger than an hour are adopted, so a
+        /// merchant in the middle of connecting goes on; older ones are left.
+        #[arg(long, value_name = "PATH")]
+        sessions_db: Option<PathBuf>,
+        /// The folder holding the original's facebook/ tree (not DATA_DIR itself).
+        #[arg(long, value_name = "PATH")]
+        data_dir: Option<PathBuf>,
+        /// Say what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run the whole product on this machine against a built-in stand-in for Meta and Shopify,
     /// with no account needed, narrating each step.
     Demo {
@@ -107,6 +126,34 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
             Ok(config) => migrate(config, to).await,
             Err(code) => return code,
         },
+        Command::ImportLegacy {
+            tokens_db,
+            sessions_db,
+            data_dir,
+            dry_run,
+        } => {
+            let Some(secret) = std::env::var("LEGACY_STATE_TOKEN_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+            else {
+                eprintln!(
+                    "salesbot: LEGACY_STATE_TOKEN_SECRET is not set: give it the original's \
+                     STATE_TOKEN_SECRET (its stored tokens are sealed under a key derived from it)"
+                );
+                return ExitCode::from(2);
+            };
+            let options = crate::legacy::ImportOptions {
+                tokens_db,
+                sessions_db,
+                data_dir,
+                dry_run,
+                secret: secret.into(),
+            };
+            match load_config(env_file) {
+                Ok(config) => import_legacy(config, options).await,
+                Err(code) => return code,
+            }
+        }
         Command::Demo {
             once,
             port,
@@ -203,6 +250,28 @@ fn plural_rows(n: usize) -> String {
     match n {
         1 => "1 row".into(),
         n => format!("{n} rows"),
+    }
+}
+
+/// `salesbot import-legacy`: the import, then its report; exit 2 for a wrong secret.
+async fn import_legacy(
+    config: Config,
+    options: crate::legacy::ImportOptions,
+) -> Result<ExitCode, String> {
+    let state = crate::app::build_state(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    match crate::legacy::import(&state, &options).await {
+        Ok(report) => {
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) if err.is_usage() => {
+            telemetry::flush();
+            eprintln!("salesbot: {err}");
+            Ok(ExitCode::from(2))
+        }
+        Err(err) => Err(err.to_string()),
     }
 }
 

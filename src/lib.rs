@@ -37,6 +37,7 @@ pub mod engines;
 pub mod facebook;
 pub mod health;
 pub mod http;
+pub mod legacy;
 pub mod migrate;
 pub mod oauth_state;
 pub mod outbound;

@@ -100,6 +100,23 @@ impl SessionStore {
         Ok(id)
     }
 
+    /// Takes over a session another system issued (the original, moving in): `cookie_value`
+    /// resolves to `user` until an hour after `created_at`, as if made here then.
+    pub async fn adopt(
+        &self,
+        cookie_value: &str,
+        user: Uuid,
+        created_at: i64,
+    ) -> Result<(), StoreError> {
+        let hash = hash(cookie_value);
+        let sealed = self
+            .cipher
+            .seal(aad(&hash).as_bytes(), user.to_string().as_bytes());
+        self.rows
+            .insert(hash, sealed, created_at, unix_now() - SESSION_TTL_SECS)
+            .await
+    }
+
     /// The merchant a cookie value belongs to; `None` when unknown or expired.
     pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Uuid>, StoreError> {
         self.resolve_at(cookie_value, unix_now()).await

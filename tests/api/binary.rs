@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::test_env;
 
-fn salesbot(dir: &std::path::Path) -> Command {
+pub(crate) fn salesbot(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_salesbot"));
     // A clean environment and a folder without `.env`: only what the test sets is seen.
     cmd.env_clear().current_dir(dir);
@@ -24,6 +24,8 @@ fn help_describes_every_subcommand() {
         "poll",
         "migrate",
         "status",
+        "rekey",
+        "import-legacy",
         "demo",
         "POLL_CRON",
         ".env.example",

@@ -11,6 +11,7 @@ mod facebook_oauth;
 mod flow;
 mod health;
 mod helpers;
+mod legacy;
 mod oauth_flow;
 mod poll;
 mod postgres;
