@@ -71,7 +71,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
     let (queue, files) = attachments;
     let attachments = config.attachments.enabled.then(|| {
         Downloader::new(
-            queue,
+            queue.clone(),
             files,
             Fetcher::new(&config.attachments),
             metrics.clone(),
@@ -114,6 +114,7 @@ async fn assemble(config: Config, role: Role) -> Result<AppState, StoreError> {
         http,
         metrics,
         attachments,
+        attachment_queue: queue,
         config: Arc::new(config),
     }))
 }

@@ -1,4 +1,4 @@
-//! The command line: `salesbot [serve|poll|status|rekey|migrate|import-legacy|demo]`.
+//! The command line: `salesbot [serve|poll|status|rekey|migrate|erase|import-legacy|demo]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +56,18 @@ pub enum Command {
         /// (back from PostgreSQL).
         #[arg(long, value_enum)]
         to: crate::migrate::Direction,
+    },
+    /// Erase one customer of a page on request: their conversation, attachments and queued
+    /// downloads, wherever this install keeps them (files, or the database and the bucket),
+    /// and say what was removed. What Meta still serves from before now is not stored again;
+    /// what the customer writes afterwards is. Safe beside a running server.
+    Erase {
+        /// The page (its numeric id).
+        #[arg(long, value_parser = crate::domain::PageId::parse)]
+        page: crate::domain::PageId,
+        /// The customer: their page-scoped id (PSID), as in conversations/<psid>.json.
+        #[arg(long, value_parser = crate::domain::SenderId::parse)]
+        customer: crate::domain::SenderId,
     },
     /// Move in from the Python original: its shops, pages (tokens and owners) and, with
     /// --data-dir, its facebook/ tree (conversations deduplicated, metadata without tokens).
@@ -124,6 +136,10 @@ pub async fn run(cli: Cli, env_file: Result<env_file::Loaded, EnvFileError>) -> 
         },
         Command::Migrate { to } => match load_config(env_file) {
             Ok(config) => migrate(config, to).await,
+            Err(code) => return code,
+        },
+        Command::Erase { page, customer } => match load_config(env_file) {
+            Ok(config) => erase(config, &page, &customer).await,
             Err(code) => return code,
         },
         Command::ImportLegacy {
@@ -251,6 +267,35 @@ fn plural_rows(n: usize) -> String {
         1 => "1 row".into(),
         n => format!("{n} rows"),
     }
+}
+
+/// `salesbot erase`: one customer erased, then what went.
+async fn erase(
+    config: Config,
+    page: &crate::domain::PageId,
+    customer: &crate::domain::SenderId,
+) -> Result<ExitCode, String> {
+    let state = crate::app::build_state(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let erased = crate::erasure::customer(&state, page, customer)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(publisher) = &state.publisher {
+        publisher.publish_all().await.map_err(|e| e.to_string())?;
+    }
+    if erased == crate::erasure::Erased::default() {
+        println!("nothing was stored of customer {customer} of page {page}");
+    } else {
+        println!(
+            "erased customer {customer} of page {page}: {} events, {} attachment files, {} download entries",
+            erased.events, erased.attachment_files, erased.downloads
+        );
+    }
+    println!(
+        "the erasure is recorded: polls will not store again what Meta still serves from before now"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `salesbot import-legacy`: the import, then its report; exit 2 for a wrong secret.

@@ -34,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engines;
+pub mod erasure;
 pub mod facebook;
 pub mod health;
 pub mod http;

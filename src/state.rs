@@ -56,6 +56,9 @@ pub struct Services {
     pub poller: Poller,
     /// Downloads the attachments of stored events (`ATTACHMENTS`, the embedded backend).
     pub attachments: Option<Downloader>,
+    /// The downloads' queue, also with `ATTACHMENTS=off`: an erasure reaches rows left from
+    /// before it was turned off.
+    pub attachment_queue: crate::store::attachments::AttachmentQueueStore,
     /// What `GET /metrics` shows; this application's alone.
     pub metrics: Metrics,
     /// Work that outlives a request (metadata refreshes); awaited at shutdown.

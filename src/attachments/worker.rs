@@ -71,11 +71,6 @@ impl Downloader {
         self.queue.pending().await
     }
 
-    /// Every download of `page`, owed or done, forgotten.
-    pub async fn forget_page(&self, page: &crate::domain::PageId) -> Result<(), StoreError> {
-        self.queue.forget_page(page).await
-    }
-
     /// Downloads still owed, per page id.
     pub async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError> {
         self.queue.pending_by_page().await

@@ -138,15 +138,7 @@ async fn redacted(app: &AppState, shop: &ShopDomain) -> Result<(), ApiError> {
     let (merchant, pages) = merchant_and_pages(app, shop).await?.unwrap_or_default();
     let mut conversations = 0;
     for page in &pages {
-        // Stopped first, so nothing new arrives for it while it is emptied.
-        app.pages.disconnect(page).await?;
-        if let Some(downloader) = &app.attachments {
-            downloader.forget_page(page).await?;
-        }
-        conversations += app.conversations.erase_page(page).await?;
-        app.metadata.erase_page(page).await?;
-        app.poller.state().forget(page).await?;
-        app.tokens.delete(&TokenKey::page_uuid(page)).await?;
+        conversations += crate::erasure::page(app, page).await?;
     }
     if let Ok(user) = uuid::Uuid::parse_str(&merchant) {
         app.tokens

@@ -40,6 +40,12 @@ pub trait AttachmentQueue: Send + Sync + std::fmt::Debug {
     }
     /// Every entry of `page` deleted, owed or not.
     async fn forget_page(&self, page: &PageId) -> Result<(), StoreError>;
+    /// Every entry of one customer deleted, owed or not; how many.
+    async fn forget_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError>;
 }
 
 /// Where an attachment's bytes go: `facebook/<page_id>/attachments/<sender_id>/<name>`.

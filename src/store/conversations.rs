@@ -38,6 +38,25 @@ pub trait Conversations: Send + Sync + std::fmt::Debug {
 
     /// Every conversation of `page` deleted (Shopify's `shop/redact`); how many there were.
     async fn erase_page(&self, page: &PageId) -> Result<usize, StoreError>;
+
+    /// One customer's conversation deleted (an erasure request); how many events it held.
+    /// When is remembered (see [`Conversations::erased_at`]), even if nothing was stored.
+    async fn erase_customer(&self, page: &PageId, customer: &SenderId)
+    -> Result<usize, StoreError>;
+
+    /// When the customer's conversation was erased (Unix milliseconds): what Meta still
+    /// serves from before then is not stored again by the poll, nor by a journal's replay.
+    async fn erased_at(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<Option<i64>, StoreError>;
+}
+
+/// Keeps the events that came after an erasure at `at_ms` (Unix milliseconds); one without a
+/// time cannot show it did, and goes too.
+pub fn after_erasure(events: &mut Vec<MessagingEvent>, at_ms: i64) {
+    events.retain(|event| event.timestamp().is_some_and(|ts| ts > at_ms));
 }
 
 /// What a page holds.
@@ -56,6 +75,10 @@ pub trait PageMetadata: Send + Sync + std::fmt::Debug {
     /// Everything of `page` in the tree the bot reads deleted: metadata, conversations,
     /// attachments.
     async fn erase_page(&self, page: &PageId) -> Result<(), StoreError>;
+    /// One customer's attachments (and, in an object store, conversation object) deleted
+    /// from the tree the bot reads; how many attachment files there were.
+    async fn erase_customer(&self, page: &PageId, customer: &SenderId)
+    -> Result<usize, StoreError>;
 }
 
 /// What every backend must do (run on the files in `store::local::files`, on PostgreSQL in
@@ -129,5 +152,51 @@ pub(crate) mod contract {
         let other = SenderId::parse("7002").unwrap();
         assert!(store.read(&page, &other).await.unwrap().is_empty());
         assert_eq!(store.add(&page, &customer, Vec::new()).await.unwrap(), 0);
+    }
+
+    /// One customer erased: their events gone, the other's kept, the time remembered, and
+    /// what they write afterwards stored again.
+    pub(crate) async fn erases_one_customer(store: &dyn Conversations) {
+        let page = PageId::parse("101").unwrap();
+        let (erased, kept) = (
+            SenderId::parse("7001").unwrap(),
+            SenderId::parse("7002").unwrap(),
+        );
+        for delivery in sequence() {
+            store.add(&page, &erased, delivery).await.unwrap();
+        }
+        let other = vec![event("7002", Some("o1"), Some(1_000))];
+        store.add(&page, &kept, other).await.unwrap();
+        let before = crate::store::unix_now_ms();
+        assert_eq!(store.erase_customer(&page, &erased).await.unwrap(), 6);
+        assert!(store.read(&page, &erased).await.unwrap().is_empty());
+        assert_eq!(mids(&store.read(&page, &kept).await.unwrap()), ["o1"]);
+        let at = store.erased_at(&page, &erased).await.unwrap().unwrap();
+        assert!(at >= before && at <= crate::store::unix_now_ms(), "{at}");
+        assert_eq!(store.erased_at(&page, &kept).await.unwrap(), None);
+        assert_eq!(store.counts(&page).await.unwrap().conversations, 1);
+
+        // Written afterwards: kept (the store itself does not filter; the poll does).
+        let later = vec![event("7001", Some("m9"), Some(at + 1))];
+        assert_eq!(store.add(&page, &erased, later).await.unwrap(), 1);
+        assert_eq!(mids(&store.read(&page, &erased).await.unwrap()), ["m9"]);
+        // Erasing again, and a customer never seen: harmless, and remembered.
+        assert_eq!(store.erase_customer(&page, &erased).await.unwrap(), 1);
+        let stranger = SenderId::parse("7999").unwrap();
+        assert_eq!(store.erase_customer(&page, &stranger).await.unwrap(), 0);
+        assert!(store.erased_at(&page, &stranger).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn only_what_came_after_an_erasure_passes() {
+        let mut events = vec![
+            event("7001", Some("old"), Some(1_000)),
+            event("7001", Some("at"), Some(2_000)),
+            event("7001", Some("new"), Some(2_001)),
+            event("7001", Some("untimed"), None),
+        ];
+        after_erasure(&mut events, 2_000);
+        let kept: Vec<Value> = events.iter().map(MessagingEvent::to_value).collect();
+        assert_eq!(mids(&kept), ["new"]);
     }
 }

@@ -138,6 +138,14 @@ impl ObjectTree {
     }
 
     /// The object's bytes, `None` when there is none.
+    /// Deletes one object; one that is not there is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(objects(err)),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.store.get(&self.path(key)).await {
             Ok(found) => Ok(Some(found.bytes().await.map_err(objects)?.to_vec())),
@@ -154,6 +162,24 @@ impl ObjectTree {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(&Self::conversation_key(page.as_str(), customer.as_str()))
             .await
+    }
+
+    /// Deletes every object below `prefix` (a folder, whole segments); how many there were.
+    async fn delete_below(&self, prefix: &str) -> Result<usize, StoreError> {
+        use futures_util::TryStreamExt;
+        let found: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await
+            .map_err(objects)?;
+        for object in &found {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(objects(err)),
+            }
+        }
+        Ok(found.len())
     }
 
     fn path(&self, key: &str) -> Path {
@@ -173,21 +199,19 @@ impl PageMetadata for ObjectTree {
     }
 
     async fn erase_page(&self, page: &PageId) -> Result<(), StoreError> {
-        use futures_util::TryStreamExt;
-        let prefix = self.path(&format!("facebook/{page}"));
-        let found: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(objects)?;
-        for object in found {
-            match self.store.delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(err) => return Err(objects(err)),
-            }
-        }
+        self.delete_below(&format!("facebook/{page}")).await?;
         Ok(())
+    }
+
+    async fn erase_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        self.delete(&Self::conversation_key(page.as_str(), customer.as_str()))
+            .await?;
+        self.delete_below(&format!("facebook/{page}/attachments/{customer}"))
+            .await
     }
 
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {

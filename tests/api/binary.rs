@@ -26,6 +26,7 @@ fn help_describes_every_subcommand() {
         "status",
         "rekey",
         "import-legacy",
+        "erase",
         "demo",
         "POLL_CRON",
         ".env.example",

@@ -7,6 +7,7 @@ mod binary;
 mod browser;
 mod browser_pages;
 mod demo;
+mod erasure;
 mod facebook_oauth;
 mod flow;
 mod health;

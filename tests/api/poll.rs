@@ -23,7 +23,7 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
-fn fast() -> PollSettings {
+pub fn fast() -> PollSettings {
     PollSettings {
         concurrency: 4,
         min_call_interval: Duration::ZERO,

@@ -167,6 +167,11 @@ impl PagePoll<'_> {
             }
         }
         report.conversations += 1;
+        // A customer erased on request: Meta still serves the history; only what came after
+        // the erasure is stored.
+        if let Some(at) = self.conversations.erased_at(self.page, &customer).await? {
+            crate::store::conversations::after_erasure(&mut events, at);
+        }
         let offered = events.len();
         let owed = self
             .attachments

@@ -186,6 +186,22 @@ impl AttachmentQueue for SqliteAttachments {
             })
             .await
     }
+
+    async fn forget_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        let (page, customer) = (page.to_string(), customer.to_string());
+        self.db
+            .call(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM attachments WHERE page_id = ?1 AND customer_id = ?2",
+                    [page, customer],
+                )?)
+            })
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,23 @@ impl AttachmentQueue for PgAttachments {
         self.set(owed, SQL, unix_now(), error).await
     }
 
+    async fn forget_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        let deleted = self
+            .db
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM attachments WHERE page_id = $1 AND customer_id = $2",
+                &[&page.as_str(), &customer.as_str()],
+            )
+            .await?;
+        Ok(deleted as usize)
+    }
+
     async fn forget_page(&self, page: &PageId) -> Result<(), StoreError> {
         self.db
             .client()

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::PgDatabase;
 use crate::domain::{PageId, SenderId};
 use crate::store::conversations::{Conversations, PageCounts};
-use crate::store::{MessagingEvent, StoreError};
+use crate::store::{MessagingEvent, StoreError, unix_now_ms};
 use crate::telemetry::metrics::Metrics;
 
 /// Adds a delivery's events and counts the new ones, in one statement: the conversation's row
@@ -137,6 +137,8 @@ impl Conversations for PgConversations {
             &[&page.as_str()],
         )
         .await?;
+        tx.execute("DELETE FROM erasures WHERE page_id = $1", &[&page.as_str()])
+            .await?;
         let erased = tx
             .execute(
                 "DELETE FROM conversations WHERE page_id = $1",
@@ -145,6 +147,54 @@ impl Conversations for PgConversations {
             .await?;
         tx.commit().await?;
         Ok(erased as usize)
+    }
+
+    async fn erase_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        let ids: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&page.as_str(), &customer.as_str()];
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO erasures (page_id, customer_id, erased_at) VALUES ($1, $2, $3)
+             ON CONFLICT (page_id, customer_id) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+            &[&page.as_str(), &customer.as_str(), &unix_now_ms()],
+        )
+        .await?;
+        let events = tx
+            .execute(
+                "DELETE FROM events WHERE conversation IN
+                 (SELECT id FROM conversations WHERE page_id = $1 AND customer_id = $2)",
+                &ids,
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM conversations WHERE page_id = $1 AND customer_id = $2",
+            &ids,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(events as usize)
+    }
+
+    async fn erased_at(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_opt(
+                "SELECT erased_at FROM erasures WHERE page_id = $1 AND customer_id = $2",
+                &[&page.as_str(), &customer.as_str()],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {

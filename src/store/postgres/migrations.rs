@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (page_id, customer_id, mid, n)
      );
      CREATE INDEX IF NOT EXISTS attachments_due ON attachments (due_at) WHERE state = 'owed';",
+    // 7: when a customer's conversation was erased on request (Unix milliseconds): what Meta
+    // still serves from before then is not stored again.
+    "CREATE TABLE IF NOT EXISTS erasures (
+         page_id TEXT NOT NULL,
+         customer_id TEXT NOT NULL,
+         erased_at BIGINT NOT NULL,
+         PRIMARY KEY (page_id, customer_id)
+     );",
 ];
 
 /// The version this build brings a database to.

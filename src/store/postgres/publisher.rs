@@ -187,6 +187,14 @@ impl Publisher {
         Ok(())
     }
 
+    async fn still_there(&self, id: i64) -> Result<bool, StoreError> {
+        let client = self.db.client().await?;
+        let found = client
+            .query_opt("SELECT 1 FROM conversations WHERE id = $1", &[&id])
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn publish(
         &self,
         id: i64,
@@ -220,6 +228,14 @@ impl Publisher {
                 &[&id, &version, &self.owner],
             )
             .await?;
+        if recorded == 0 && !self.still_there(id).await? {
+            // Erased while its render was on the way (`salesbot erase`, `shop/redact`): the
+            // erasure deleted the object before or after this put, so delete it again.
+            self.objects
+                .delete(&ObjectTree::conversation_key(page, customer))
+                .await?;
+            return Ok(());
+        }
         if recorded == 0 {
             // The lease ran out and another replica took the conversation: its render and
             // ours may have landed in either order, so it is left due for a fresh one.

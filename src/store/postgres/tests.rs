@@ -129,7 +129,7 @@ async fn postgres_schema_is_migrated_once_and_a_newer_one_is_refused() {
     // A database left at version 1 by an older build is brought up to date.
     client
         .batch_execute(
-            "DROP TABLE events, conversations, poll_runs, attachments;
+            "DROP TABLE events, conversations, poll_runs, attachments, erasures;
              ALTER TABLE poll_pages DROP COLUMN connected_at, DROP COLUMN subscribed,
                  DROP COLUMN subscription_seen_at;
              UPDATE salesbot_schema SET version = 1",
@@ -503,4 +503,77 @@ async fn postgres_a_page_is_erased_from_the_database_and_the_objects() {
     );
     assert_eq!(attachments.pending().await.unwrap(), 0);
     assert!(state.all().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_a_customer_is_erased_from_the_database_and_the_objects_and_stays_so() {
+    use crate::domain::{PageId, SenderId};
+    use crate::store::attachments::{AttachmentFiles, AttachmentQueue, contract as queue};
+    use crate::store::conversations::{Conversations, PageMetadata, contract};
+
+    use super::Publisher;
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let db = connect(&server).await;
+    let store = super::PgConversations::new(db.clone());
+    contract::erases_one_customer(&store).await;
+
+    // The published object, the attachments and their queue go too; another's stay.
+    let dir = tempfile::tempdir().unwrap();
+    let objects = folder_tree(dir.path());
+    let publisher = Publisher::new(db.clone(), objects.clone(), Duration::ZERO);
+    let page = PageId::parse("202").unwrap();
+    let (customer, other) = (
+        SenderId::parse("7001").unwrap(),
+        SenderId::parse("7002").unwrap(),
+    );
+    for who in [&customer, &other] {
+        let events = vec![contract::event(who.as_str(), Some("m1"), Some(1_000))];
+        store.add(&page, who, events).await.unwrap();
+        AttachmentFiles::put(&objects, &page, who, "m1-0.png", b"photo".to_vec())
+            .await
+            .unwrap();
+    }
+    publisher.publish_all().await.unwrap();
+    let attachments = super::PgAttachments::new(db.clone());
+    let mut owed = queue::owed("m1", 0);
+    owed.page = page.clone();
+    attachments.enqueue(vec![owed]).await.unwrap();
+
+    assert_eq!(
+        attachments.forget_customer(&page, &customer).await.unwrap(),
+        1
+    );
+    assert_eq!(store.erase_customer(&page, &customer).await.unwrap(), 1);
+    assert_eq!(objects.erase_customer(&page, &customer).await.unwrap(), 1);
+    assert!(
+        objects
+            .conversation(&page, &customer)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!dir.path().join("facebook/202/attachments/7001").exists());
+    assert!(objects.conversation(&page, &other).await.unwrap().is_some());
+    assert!(
+        dir.path()
+            .join("facebook/202/attachments/7002/m1-0.png")
+            .exists()
+    );
+    assert_eq!(
+        publisher.publish_all().await.unwrap(),
+        0,
+        "nothing left to publish"
+    );
+
+    // A render on its way while the customer is erased: the object does not come back.
+    let later = vec![contract::event("7002", Some("m2"), Some(2_000))];
+    store.add(&page, &other, later).await.unwrap();
+    let leased = publisher.lease_due(Duration::ZERO).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    store.erase_customer(&page, &other).await.unwrap();
+    objects.erase_customer(&page, &other).await.unwrap();
+    publisher.publish_leased(&leased).await.unwrap();
+    assert!(objects.conversation(&page, &other).await.unwrap().is_none());
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::{FileStore, MessagingEvent, atomic};
 use crate::domain::{PageId, SenderId};
-use crate::store::StoreError;
 use crate::store::conversations::{Conversations, PageCounts, PageMetadata};
+use crate::store::{StoreError, unix_now_ms};
 
 #[async_trait::async_trait]
 impl Conversations for FileStore {
@@ -34,6 +34,25 @@ impl Conversations for FileStore {
         let counted = self.counts(page).await?.conversations;
         remove_dir(self.conversations_dir(page)).await?;
         Ok(counted)
+    }
+
+    async fn erase_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        let paths = self.conversation_paths(page, customer);
+        let key = (page.clone(), customer.clone());
+        self.conversations.erase(key, paths, unix_now_ms()).await
+    }
+
+    async fn erased_at(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<Option<i64>, StoreError> {
+        let paths = self.conversation_paths(page, customer);
+        tokio::task::spawn_blocking(move || super::conversation::erased_at(&paths)).await?
     }
 
     async fn counts(&self, page: &PageId) -> Result<PageCounts, StoreError> {
@@ -72,6 +91,25 @@ impl PageMetadata for FileStore {
 
     async fn erase_page(&self, page: &PageId) -> Result<(), StoreError> {
         remove_dir(self.page_dir(page)).await
+    }
+
+    async fn erase_customer(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+    ) -> Result<usize, StoreError> {
+        let dir = self.attachments_dir(page, customer);
+        let files = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || match std::fs::read_dir(&dir) {
+                Ok(entries) => Ok(entries.filter_map(Result::ok).count()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(err) => Err(StoreError::io("list", &dir)(err)),
+            }
+        })
+        .await??;
+        remove_dir(dir).await?;
+        Ok(files)
     }
 
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {

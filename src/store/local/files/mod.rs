@@ -203,14 +203,20 @@ impl FileStore {
         let mut replay = conversation::Replay::default();
         for key in order {
             let paths = self.conversation_paths(&key.0, &key.1);
+            // An erasure since: what the records hold from before it stays erased.
+            let erased = conversation::erased_at(&paths)?;
             for (index, offset) in places.remove(&key).unwrap_or_default() {
                 let segment = &segments[index].1;
                 let record =
                     (opened[index].record_at(offset)).map_err(StoreError::io("read", segment))?;
                 // Only objects were ever written; anything else is not an event to restore.
-                let events = (record.events.iter())
-                    .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()));
-                replay.add(&paths, events.collect(), in_doubt[index])?;
+                let mut events: Vec<MessagingEvent> = (record.events.iter())
+                    .filter_map(|event| MessagingEvent::from_json(event.get().as_bytes()))
+                    .collect();
+                if let Some(at) = erased {
+                    crate::store::conversations::after_erasure(&mut events, at);
+                }
+                replay.add(&paths, events, in_doubt[index])?;
             }
             replay.release(&paths);
         }
@@ -343,18 +349,21 @@ impl FileStore {
         self.page_dir(page).join("conversations")
     }
 
-    fn conversation_paths(&self, page: &PageId, sender: &SenderId) -> ConversationPaths {
+    pub(super) fn conversation_paths(&self, page: &PageId, sender: &SenderId) -> ConversationPaths {
         let dir = self.conversations_dir(page);
         let lock_dir = dir.join(".salesbot");
         ConversationPaths {
             file: dir.join(format!("{sender}.json")),
             lock: lock_dir.join(format!("{sender}.lock")),
+            erased: lock_dir.join(format!("{sender}.erased")),
             lock_dir,
             flush_failures: Arc::clone(&self.flush_failures),
         }
     }
 }
 
+#[cfg(test)]
+mod erasure_tests;
 #[cfg(test)]
 mod journal_tests;
 
@@ -367,5 +376,11 @@ mod contract_tests {
     async fn the_files_deduplicate_and_order() {
         let dir = tempfile::tempdir().unwrap();
         contract::deduplicates_and_orders(&FileStore::new(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn the_files_erase_one_customer() {
+        let dir = tempfile::tempdir().unwrap();
+        contract::erases_one_customer(&FileStore::new(dir.path())).await;
     }
 }

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::atomic::{parent, sync_dir, write_atomic};
 use super::group_sync::GroupSync;
 use super::journal::Journal;
 use crate::domain::{PageId, SenderId};
@@ -59,6 +60,8 @@ pub(crate) struct ConversationPaths {
     pub file: PathBuf,
     pub lock_dir: PathBuf,
     pub lock: PathBuf,
+    /// Left by an erasure: when it was (Unix milliseconds, as text).
+    pub erased: PathBuf,
     /// The log every failed flush goes to (see `flush_failures`).
     pub flush_failures: Arc<PathBuf>,
 }
@@ -176,10 +179,60 @@ impl Conversations {
         }
     }
 
+    /// Deletes the conversation's file under its lock, first leaving the marker of when (see
+    /// [`erased_at`]); how many events it held. The lock file stays: a writer beside this
+    /// process may hold it open, and finds the file gone when it next looks.
+    pub(crate) async fn erase(
+        &self,
+        key: Key,
+        paths: ConversationPaths,
+        at_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut slot = self.slot(key).lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _lock = lock_exclusive(&paths)?;
+            let held = match fs::read(&paths.file) {
+                Ok(bytes) => parse(&bytes).events.len(),
+                Err(err) if err.kind() == ErrorKind::NotFound => 0,
+                Err(err) => return Err(StoreError::io("read", &paths.file)(err)),
+            };
+            write_atomic(&paths.erased, at_ms.to_string().as_bytes())?;
+            match fs::remove_file(&paths.file) {
+                Ok(()) => sync_dir(parent(&paths.file))?,
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(err) => return Err(StoreError::io("remove", &paths.file)(err)),
+            }
+            slot.known = None;
+            Ok(held)
+        })
+        .await?
+    }
+
     /// A conversation forgotten by the cache has its file read again when next touched.
     fn slot(&self, key: Key) -> SlotHandle {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(key)
+    }
+}
+
+/// When the conversation was erased (Unix milliseconds), if it was. A marker that does not
+/// parse counts from when it was written.
+pub(crate) fn erased_at(paths: &ConversationPaths) -> Result<Option<i64>, StoreError> {
+    match fs::read_to_string(&paths.erased) {
+        Ok(text) => match text.trim().parse() {
+            Ok(at) => Ok(Some(at)),
+            Err(_) => {
+                let written = fs::metadata(&paths.erased)
+                    .and_then(|meta| meta.modified())
+                    .map_err(StoreError::io("read", &paths.erased))?;
+                let ms = written
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                Ok(Some(ms))
+            }
+        },
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(StoreError::io("read", &paths.erased)(err)),
     }
 }
 

@@ -7,6 +7,7 @@ fn paths(dir: &std::path::Path, name: &str) -> ConversationPaths {
         file: dir.join(name),
         lock_dir: dir.join(".salesbot"),
         lock: dir.join(".salesbot").join(format!("{name}.lock")),
+        erased: dir.join(".salesbot").join(format!("{name}.erased")),
         flush_failures: Arc::new(flush_failures::log_of(dir)),
     }
 }
