@@ -50,14 +50,21 @@ pub struct Report {
     /// Events new to the target (0 on a second run).
     pub new_events: usize,
     pub metadata: usize,
+    /// Customers erased on request, whose marks travel too (see `salesbot erase`).
+    pub erasures: usize,
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} token rows, {} poll records, {} conversations ({} events new to the target), {} page metadata documents; sessions are not moved (merchants log in again)",
-            self.token_rows, self.poll_records, self.conversations, self.new_events, self.metadata
+            "{} token rows, {} poll records, {} conversations ({} events new to the target), {} page metadata documents, {} erasure marks; sessions are not moved (merchants log in again)",
+            self.token_rows,
+            self.poll_records,
+            self.conversations,
+            self.new_events,
+            self.metadata,
+            self.erasures
         )
     }
 }
@@ -113,6 +120,13 @@ async fn to_postgres(
         scaled.poll.restore(&record).await?;
         report.poll_records += 1;
     }
+    for (page, customer, at) in files.erasures()? {
+        scaled
+            .conversations
+            .record_erasure(&page, &customer, at)
+            .await?;
+        report.erasures += 1;
+    }
     for (page, customer) in files.list_conversations()? {
         let events = files.conversation_events(&page, &customer).await?;
         report.new_events += scaled.conversations.add(&page, &customer, events).await?;
@@ -146,6 +160,13 @@ async fn to_files(
     for record in scaled.poll.all().await? {
         poll.restore(&record).await?;
         report.poll_records += 1;
+    }
+    for (page, customer, at) in scaled.conversations.erasures().await? {
+        let (Ok(page), Ok(customer)) = (PageId::parse(&page), SenderId::parse(&customer)) else {
+            continue;
+        };
+        files.record_erasure(&page, &customer, at).await?;
+        report.erasures += 1;
     }
     let mut pages = Vec::new();
     for (page, customer) in scaled.conversations.list().await? {

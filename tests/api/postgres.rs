@@ -550,6 +550,7 @@ async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
     use salesbot::config::Config;
     use salesbot::domain::{PageId, SenderId};
     use salesbot::migrate::{self, Direction};
+    use salesbot::store::conversations::Conversations;
     use salesbot::store::{FileStore, MessagingEvent, TokenKey, TokenKind, TokenStore};
     use secrecy::{ExposeSecret, SecretString};
 
@@ -611,7 +612,20 @@ async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
         .await
         .unwrap();
 
+    // A customer erased on request (nothing left of them but the mark) travels too.
+    let (page_101, erased) = (
+        PageId::parse("101").unwrap(),
+        SenderId::parse("9999").unwrap(),
+    );
+    Conversations::erase_customer(&files, &page_101, &erased)
+        .await
+        .unwrap();
+    let erased_at = Conversations::erased_at(&files, &page_101, &erased)
+        .await
+        .unwrap();
+
     let report = migrate::run(&source, Direction::Postgres).await.unwrap();
+    assert_eq!(report.erasures, 1, "{report}");
     assert_eq!(report.conversations, 100, "{report}");
     assert_eq!(report.token_rows, 1);
     assert_eq!(report.metadata, 2);
@@ -621,6 +635,14 @@ async fn postgres_and_s3_migrate_there_and_back_gives_byte_identical_files() {
     let back = config(after.path());
     let report = migrate::run(&back, Direction::Files).await.unwrap();
     assert_eq!(report.conversations, 100, "{report}");
+    assert_eq!(report.erasures, 1, "{report}");
+    let returned = FileStore::new(after.path());
+    assert_eq!(
+        Conversations::erased_at(&returned, &page_101, &erased)
+            .await
+            .unwrap(),
+        erased_at
+    );
 
     let tree = |root: &Path| -> Vec<(String, Vec<u8>)> {
         let mut found: Vec<(String, Vec<u8>)> = crate::oauth_flow::walk(&root.join("facebook"))

@@ -59,6 +59,44 @@ impl PgConversations {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
+    /// Every customer erased, and when (Unix milliseconds), sorted.
+    pub async fn erasures(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await?
+            .query(
+                "SELECT page_id, customer_id, erased_at FROM erasures
+                 ORDER BY page_id, customer_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
+    }
+
+    /// Marks a customer erased at `at_ms`, unless a later erasure is marked already.
+    pub async fn record_erasure(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO erasures (page_id, customer_id, erased_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (page_id, customer_id)
+                 DO UPDATE SET erased_at = GREATEST(erasures.erased_at, EXCLUDED.erased_at)",
+                &[&page.as_str(), &customer.as_str(), &at_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// A conversation's events in arrival order, as the files would hold them before sorting.
     pub(crate) async fn events(
         &self,

@@ -14,6 +14,7 @@
 mod atomic;
 mod backend;
 mod conversation;
+mod erasures;
 mod flush_failures;
 mod group_sync;
 mod journal;
