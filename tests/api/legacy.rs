@@ -420,3 +420,48 @@ async fn the_legacy_folder_cannot_be_data_dir_itself() {
             .is_none()
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (apt-get install postgresql); run: cargo test -- --ignored postgres"]
+async fn postgres_the_original_moves_into_the_database_and_the_objects() {
+    use salesbot::engines::postgres::{Durability, Postgres};
+
+    let server = Postgres::start(Durability::Fast).unwrap();
+    let stand_in = crate::stand_in::StandIn::start().await;
+    let objects = tempfile::tempdir().unwrap();
+    let app = crate::postgres::replica(&stand_in, &server, objects.path()).await;
+    let legacy = legacy_install(app.dir.path());
+
+    let report = run(&app, &legacy, false).await;
+    assert_eq!(
+        (report.shops_imported, report.pages_imported),
+        (1, 2),
+        "{report}"
+    );
+    assert_eq!(
+        (report.messages, report.duplicates_removed),
+        (5, 3),
+        "{report}"
+    );
+    // Published before the import returns: the bot's tree in the objects, each event once.
+    let object = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(objects.path().join(name)).unwrap()).unwrap()
+    };
+    let conversation = object("facebook/101/conversations/7001.json");
+    assert_eq!(
+        mids(conversation.as_array().unwrap()),
+        ["m.1", "m.2", "-", "m.3"]
+    );
+    let metadata = object("facebook/101/page_metadata.json");
+    assert_eq!(metadata["data"][0]["name"], "Demo Page");
+    for (path, bytes) in contents(objects.path()) {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{path} holds {secret}");
+        }
+    }
+    let page = PageId::parse("101").unwrap();
+    assert!(app.state.pages.token(&page).await.unwrap().is_some());
+    let again = run(&app, &legacy, false).await;
+    assert!(!again.changes(), "{again}");
+}

@@ -17,7 +17,7 @@ use crate::webhook::post;
 
 /// A replica of the shared database, publishing the bot's tree into `objects` (a folder
 /// every replica names, as they would all name one bucket).
-async fn replica(stand_in: &StandIn, server: &Postgres, objects: &Path) -> TestApp {
+pub(crate) async fn replica(stand_in: &StandIn, server: &Postgres, objects: &Path) -> TestApp {
     let storage = format!("file://{}", objects.display());
     spawn_using(
         stand_in,
