@@ -13,25 +13,16 @@ pub type Erasure = (PageId, SenderId, i64);
 impl FileStore {
     /// Every erasure mark, sorted.
     pub fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        let marked = self.customers_named(
+            |page| self.conversations_dir(page).join(".salesbot"),
+            ".erased",
+        )?;
         let mut found = Vec::new();
-        for page in self.list_pages()? {
-            let dir = self.conversations_dir(&page).join(".salesbot");
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let name = entry.map_err(StoreError::io("list", &dir))?.file_name();
-                let customer = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".erased"))
-                    .and_then(|n| SenderId::parse(n).ok());
-                let Some(customer) = customer else { continue };
-                if let Some(at) = erased_at(&self.conversation_paths(&page, &customer))? {
-                    found.push((page.clone(), customer, at));
-                }
+        for (page, customer) in marked {
+            if let Some(at) = erased_at(&self.conversation_paths(&page, &customer))? {
+                found.push((page, customer, at));
             }
         }
-        found.sort();
         Ok(found)
     }
 

@@ -279,9 +279,19 @@ impl FileStore {
 
     /// Every conversation file's page and customer, sorted (names that are not ids skipped).
     pub fn list_conversations(&self) -> Result<Vec<(PageId, SenderId)>, StoreError> {
+        self.customers_named(|page| self.conversations_dir(page), ".json")
+    }
+
+    /// Each page's customers that have a file `<sender_id><suffix>` in the folder `dir` gives
+    /// for the page, sorted; names that are not ids are skipped.
+    pub(super) fn customers_named(
+        &self,
+        dir: impl Fn(&PageId) -> PathBuf,
+        suffix: &str,
+    ) -> Result<Vec<(PageId, SenderId)>, StoreError> {
         let mut found = Vec::new();
         for page in self.list_pages()? {
-            let dir = self.page_dir(&page).join("conversations");
+            let dir = dir(&page);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -289,7 +299,7 @@ impl FileStore {
                 let name = entry.map_err(StoreError::io("list", &dir))?.file_name();
                 let customer = name
                     .to_str()
-                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| n.strip_suffix(suffix))
                     .and_then(|n| SenderId::parse(n).ok());
                 if let Some(customer) = customer {
                     found.push((page.clone(), customer));
