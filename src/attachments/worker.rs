@@ -147,7 +147,13 @@ impl Downloader {
         {
             return self.failed(&owed, false, &err.to_string()).await;
         }
-        self.queue.done(&owed, &name).await?;
+        if !self.queue.done(&owed, &name).await? {
+            // Erased while the download ran (the entry went first, then the files): whatever
+            // the erasure found, this file came after it or with it, and goes too.
+            self.files.delete(&owed.page, &owed.customer, &name).await?;
+            tracing::info!(page = %owed.page, customer = %owed.customer, "attachment of an erased customer dropped");
+            return Ok(());
+        }
         self.metrics.attachment(AttachmentResult::Stored);
         tracing::debug!(page = %owed.page, customer = %owed.customer, file = %name, "attachment kept");
         Ok(())

@@ -27,7 +27,9 @@ pub trait AttachmentQueue: Send + Sync + std::fmt::Debug {
     async fn due(&self, now: i64, limit: usize) -> Result<Vec<Owed>, StoreError>;
     /// When the next entry is due, if any is pending.
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
-    async fn done(&self, owed: &Owed, file: &str) -> Result<(), StoreError>;
+    /// Kept as `file`; false when the entry is gone (its customer or page was erased while
+    /// the download ran), and the file must go too.
+    async fn done(&self, owed: &Owed, file: &str) -> Result<bool, StoreError>;
     /// Tried again at `at`.
     async fn retry(&self, owed: &Owed, at: i64, error: &str) -> Result<(), StoreError>;
     /// Never tried again.
@@ -57,6 +59,13 @@ pub trait AttachmentFiles: Send + Sync + std::fmt::Debug {
         customer: &SenderId,
         name: &str,
         bytes: Vec<u8>,
+    ) -> Result<(), StoreError>;
+    /// Deletes one attachment file; one that is not there is fine.
+    async fn delete(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
     ) -> Result<(), StoreError>;
 }
 

@@ -230,9 +230,21 @@ impl crate::store::attachments::AttachmentFiles for ObjectTree {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let key = format!("facebook/{page}/attachments/{customer}/{name}");
-        ObjectTree::put(self, &key, bytes).await
+        ObjectTree::put(self, &attachment_key(page, customer, name), bytes).await
     }
+
+    async fn delete(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        ObjectTree::delete(self, &attachment_key(page, customer, name)).await
+    }
+}
+
+fn attachment_key(page: &PageId, customer: &SenderId, name: &str) -> String {
+    format!("facebook/{page}/attachments/{customer}/{name}")
 }
 
 /// An object store that fails is out of reach for now, as a database would be: retried later.

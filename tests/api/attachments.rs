@@ -244,3 +244,59 @@ async fn a_download_owed_survives_a_sigkill() {
         PHOTO
     );
 }
+
+#[tokio::test]
+async fn a_download_that_finishes_after_its_customer_was_erased_leaves_no_file() {
+    use salesbot::domain::{PageId, SenderId};
+    use salesbot::store::attachments::Owed;
+
+    let cdn = Cdn::default();
+    let origin = start_cdn(cdn.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = crate::helpers::test_env(dir.path(), &[("ATTACHMENT_HOSTS", &origin)]);
+    let config = salesbot::config::Config::from_lookup(|name| env.get(name).cloned()).unwrap();
+    let state = salesbot::app::build_state(config).await.unwrap();
+    let downloader = state.attachments.clone().unwrap();
+    let page = PageId::parse("101").unwrap();
+    let owed = |customer: &str| Owed {
+        page: page.clone(),
+        customer: SenderId::parse(customer).unwrap(),
+        mid: "m.1".into(),
+        n: 0,
+        url: format!("{origin}/photo.jpg"),
+        attempts: 0,
+    };
+    downloader
+        .owe(vec![owed("7001"), owed("7002")])
+        .await
+        .unwrap();
+
+    // Both downloads are under way (the CDN holds its answer) when 7001 is erased.
+    cdn.holding.store(true, Ordering::SeqCst);
+    let pass = tokio::spawn({
+        let downloader = downloader.clone();
+        async move { downloader.pass().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cdn.asked.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the downloads did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let erased = salesbot::erasure::customer(&state, &page, &SenderId::parse("7001").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(erased.downloads, 1);
+    cdn.holding.store(false, Ordering::SeqCst);
+    assert_eq!(pass.await.unwrap().unwrap(), 2);
+
+    assert!(
+        !attachments_dir(dir.path()).exists(),
+        "the erased customer's photo, fetched after the erasure, is gone"
+    );
+    let other = dir.path().join("facebook/101/attachments/7002");
+    assert_eq!(
+        std::fs::read_dir(other).unwrap().count(),
+        1,
+        "the other's is kept"
+    );
+}

@@ -43,7 +43,7 @@ impl SqliteAttachments {
         sql: &'static str,
         a: i64,
         b: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let key = (
             owed.page.to_string(),
             owed.customer.to_string(),
@@ -51,10 +51,7 @@ impl SqliteAttachments {
             owed.n,
         );
         self.db
-            .call(move |conn| {
-                conn.execute(sql, params![key.0, key.1, key.2, key.3, a, b])?;
-                Ok(())
-            })
+            .call(move |conn| Ok(conn.execute(sql, params![key.0, key.1, key.2, key.3, a, b])?))
             .await
     }
 }
@@ -143,23 +140,25 @@ impl AttachmentQueue for SqliteAttachments {
             .await
     }
 
-    async fn done(&self, owed: &Owed, file: &str) -> Result<(), StoreError> {
+    async fn done(&self, owed: &Owed, file: &str) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE attachments SET state = 'done', due_at = ?5, file = ?6,
             error = NULL WHERE page_id = ?1 AND customer_id = ?2 AND mid = ?3 AND n = ?4";
-        self.set(owed, SQL, unix_now(), file.to_string()).await
+        Ok(self.set(owed, SQL, unix_now(), file.to_string()).await? > 0)
     }
 
     async fn retry(&self, owed: &Owed, at: i64, error: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE attachments SET attempts = attempts + 1, due_at = ?5, error = ?6
             WHERE page_id = ?1 AND customer_id = ?2 AND mid = ?3 AND n = ?4";
-        self.set(owed, SQL, at, error.to_string()).await
+        self.set(owed, SQL, at, error.to_string()).await.map(drop)
     }
 
     async fn give_up(&self, owed: &Owed, error: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE attachments
             SET state = 'given_up', attempts = attempts + 1, due_at = ?5, error = ?6
             WHERE page_id = ?1 AND customer_id = ?2 AND mid = ?3 AND n = ?4";
-        self.set(owed, SQL, unix_now(), error.to_string()).await
+        self.set(owed, SQL, unix_now(), error.to_string())
+            .await
+            .map(drop)
     }
 
     async fn pending_by_page(&self) -> Result<Vec<(String, usize)>, StoreError> {

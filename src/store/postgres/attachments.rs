@@ -20,8 +20,9 @@ impl PgAttachments {
         PgAttachments { db }
     }
 
-    async fn set(&self, owed: &Owed, sql: &str, at: i64, text: &str) -> Result<(), StoreError> {
-        self.db
+    async fn set(&self, owed: &Owed, sql: &str, at: i64, text: &str) -> Result<u64, StoreError> {
+        let changed = self
+            .db
             .client()
             .await?
             .execute(
@@ -36,7 +37,7 @@ impl PgAttachments {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -112,23 +113,23 @@ impl AttachmentQueue for PgAttachments {
         Ok(row.get(0))
     }
 
-    async fn done(&self, owed: &Owed, file: &str) -> Result<(), StoreError> {
+    async fn done(&self, owed: &Owed, file: &str) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE attachments SET state = 'done', due_at = $5, file = $6,
             error = NULL WHERE page_id = $1 AND customer_id = $2 AND mid = $3 AND n = $4";
-        self.set(owed, SQL, unix_now(), file).await
+        Ok(self.set(owed, SQL, unix_now(), file).await? > 0)
     }
 
     async fn retry(&self, owed: &Owed, at: i64, error: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE attachments SET attempts = attempts + 1, due_at = $5,
             error = $6 WHERE page_id = $1 AND customer_id = $2 AND mid = $3 AND n = $4";
-        self.set(owed, SQL, at, error).await
+        self.set(owed, SQL, at, error).await.map(drop)
     }
 
     async fn give_up(&self, owed: &Owed, error: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE attachments SET state = 'given_up', attempts = attempts + 1,
             due_at = $5, error = $6
             WHERE page_id = $1 AND customer_id = $2 AND mid = $3 AND n = $4";
-        self.set(owed, SQL, unix_now(), error).await
+        self.set(owed, SQL, unix_now(), error).await.map(drop)
     }
 
     async fn forget_customer(

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::atomic::parent;
 use super::{FileStore, MessagingEvent, atomic};
 use crate::domain::{PageId, SenderId};
 use crate::store::conversations::{Conversations, PageCounts, PageMetadata};
@@ -138,6 +139,27 @@ impl crate::store::attachments::AttachmentFiles for FileStore {
         tokio::task::spawn_blocking(move || {
             atomic::ensure_dir(&dir)?;
             atomic::write_atomic(&path, &bytes)
+        })
+        .await?
+    }
+
+    async fn delete(
+        &self,
+        page: &PageId,
+        customer: &SenderId,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        let dir = self.attachments_dir(page, customer);
+        let path = dir.join(name);
+        tokio::task::spawn_blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(StoreError::io("remove", &path)(err)),
+            }
+            // The folders the put made again, if nothing else is in them.
+            let _ = std::fs::remove_dir(&dir).and_then(|()| std::fs::remove_dir(parent(&dir)));
+            Ok(())
         })
         .await?
     }
