@@ -15,7 +15,8 @@
 //!
 //! Then the same 64-connection load against the PostgreSQL backend (`webhook/postgres.rs`),
 //! when PostgreSQL is installed (`apt-get install postgresql`), with its publish lag;
-//! `BENCH_ONLY=postgres` runs that part alone.
+//! `BENCH_ONLY=postgres` runs that part alone, `BENCH_ONLY=files` the rest without it (an A/B
+//! of the embedded backend, pair after pair).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -168,6 +169,9 @@ async fn run(duration: Duration) {
     );
 
     append_costs().await;
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "files") {
+        return;
+    }
     postgres::run(duration, &mut next_mid).await;
 }
 

@@ -15,8 +15,9 @@ pub mod worker;
 use serde_json::Value;
 
 use crate::domain::{PageId, SenderId};
-use crate::store::MessagingEvent;
 use crate::store::attachments::Owed;
+use crate::store::conversations::Conversations;
+use crate::store::{MessagingEvent, StoreError};
 
 pub use worker::Downloader;
 
@@ -38,6 +39,25 @@ pub fn urls(event: &Value) -> Vec<String> {
         .filter(|url| !url.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Merges `events` into a conversation, then owes their attachments a download when downloads
+/// are on; how many events were new. (The webhook does the same for a whole delivery at once.)
+pub async fn add_owing(
+    conversations: &dyn Conversations,
+    downloader: Option<&Downloader>,
+    page: &PageId,
+    customer: &SenderId,
+    events: Vec<MessagingEvent>,
+) -> Result<usize, StoreError> {
+    let owed = downloader
+        .map(|_| owed_by(page, customer, &events))
+        .unwrap_or_default();
+    let new = conversations.add(page, customer, events).await?;
+    if let Some(downloader) = downloader {
+        downloader.owe(owed).await?;
+    }
+    Ok(new)
 }
 
 /// What `events` of one conversation owe: each URL of each event with a message id.

@@ -89,15 +89,15 @@ async fn merge(
             .count());
     }
     let events = conversation.events.clone();
-    let owed = app
-        .attachments
-        .as_ref()
-        .map(|_| crate::attachments::owed_by(page, customer, &events))
-        .unwrap_or_default();
-    let new = app.conversations.add(page, customer, events).await?;
-    if let Some(downloader) = &app.attachments {
-        downloader.owe(owed).await?;
-    }
+    let downloader = app.attachments.as_ref();
+    let new = crate::attachments::add_owing(
+        app.conversations.as_ref(),
+        downloader,
+        page,
+        customer,
+        events,
+    )
+    .await?;
     Ok(new)
 }
 

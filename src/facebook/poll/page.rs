@@ -173,14 +173,14 @@ impl PagePoll<'_> {
             crate::store::conversations::after_erasure(&mut events, at);
         }
         let offered = events.len();
-        let owed = self
-            .attachments
-            .map(|_| attachments::owed_by(self.page, &customer, &events))
-            .unwrap_or_default();
-        let new = self.conversations.add(self.page, &customer, events).await?;
-        if let Some(downloader) = self.attachments {
-            downloader.owe(owed).await?;
-        }
+        let new = attachments::add_owing(
+            self.conversations.as_ref(),
+            self.attachments,
+            self.page,
+            &customer,
+            events,
+        )
+        .await?;
         self.metrics.events(Source::Poll, offered, new);
         report.new_messages += new;
         Ok(())
