@@ -55,9 +55,6 @@ pub(super) async fn erase(
     let erased = crate::erasure::customer(&state, page, customer)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(publisher) = &state.publisher {
-        publisher.publish_all().await.map_err(|e| e.to_string())?;
-    }
     if erased == crate::erasure::Erased::default() {
         println!("nothing was stored of customer {customer} of page {page}");
     } else {
