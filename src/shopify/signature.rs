@@ -35,8 +35,7 @@ pub fn verify(
         .map(|(_, v)| v.as_str())
         .ok_or(SignatureError::Missing)?;
     let given = hex::decode(given).map_err(|_| SignatureError::Invalid)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac = keyed(secret);
     mac.update(message(params).as_bytes());
     mac.verify_slice(&given)
         .map_err(|_| SignatureError::Invalid)?;
@@ -69,10 +68,15 @@ pub fn message(params: &[(String, String)]) -> String {
 
 /// Signs `params` as Shopify does: the hex HMAC to put in `hmac`.
 pub fn sign(params: &[(String, String)], secret: &SecretString) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac = keyed(secret);
     mac.update(message(params).as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// HMAC-SHA256 under the app secret: how Shopify signs its redirects and its webhooks alike.
+pub fn keyed(secret: &SecretString) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC accepts keys of any length")
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 use super::ShopDomain;
 use crate::domain::PageId;
@@ -46,8 +45,7 @@ pub fn is_signed(header: Option<&str>, body: &[u8], secret: &SecretString) -> bo
     let Some(given) = header.and_then(|h| STANDARD.decode(h.trim()).ok()) else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac = super::signature::keyed(secret);
     mac.update(body);
     mac.verify_slice(&given).is_ok()
 }
@@ -153,6 +151,9 @@ async fn redacted(app: &AppState, shop: &ShopDomain) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use hmac::{Hmac, KeyInit};
+    use sha2::Sha256;
+
     use super::*;
 
     #[test]
