@@ -14,8 +14,8 @@ use crate::state::AppState;
 use crate::store::sessions::SESSION_TTL_SECS;
 use crate::store::{TokenKey, TokenKind, unix_now};
 
-/// The original's merchant UUIDs, by what they are here: the same, unless this install gave
-/// the shop a UUID of its own before the import.
+/// The original's merchant UUIDs that this install knows by another (it gave the shop a UUID
+/// of its own before the import); any other UUID is the same here.
 pub type Merchants = HashMap<Uuid, Uuid>;
 
 pub async fn shops(
@@ -40,7 +40,6 @@ pub async fn shops(
             (Some(ours), None) => ours,
             (None, theirs) => {
                 let merchant = theirs.unwrap_or_else(Uuid::new_v4);
-                merchants.insert(merchant, merchant);
                 if !dry_run {
                     let value = SecretString::from(merchant.to_string());
                     app.tokens.store(&uuid_key, &value, TokenKind::Uuid).await?;

@@ -100,17 +100,16 @@ impl PageMetadata for FileStore {
         customer: &SenderId,
     ) -> Result<usize, StoreError> {
         let dir = self.attachments_dir(page, customer);
-        let files = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || match std::fs::read_dir(&dir) {
-                Ok(entries) => Ok(entries.filter_map(Result::ok).count()),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
-                Err(err) => Err(StoreError::io("list", &dir)(err)),
-            }
+        tokio::task::spawn_blocking(move || {
+            let files = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries.filter_map(Result::ok).count(),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(err) => return Err(StoreError::io("list", &dir)(err)),
+            };
+            remove_tree(&dir)?;
+            Ok(files)
         })
-        .await??;
-        remove_dir(dir).await?;
-        Ok(files)
+        .await?
     }
 
     async fn read(&self, page: &PageId) -> Result<Option<Value>, StoreError> {
@@ -167,10 +166,13 @@ impl crate::store::attachments::AttachmentFiles for FileStore {
 
 /// Removes `dir` and everything below it; a folder that is not there is fine.
 async fn remove_dir(dir: std::path::PathBuf) -> Result<(), StoreError> {
-    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+    tokio::task::spawn_blocking(move || remove_tree(&dir)).await?
+}
+
+fn remove_tree(dir: &std::path::Path) -> Result<(), StoreError> {
+    match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(StoreError::io("remove", &dir)(err)),
-    })
-    .await?
+        Err(err) => Err(StoreError::io("remove", dir)(err)),
+    }
 }
