@@ -132,6 +132,21 @@ fn mids(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The message ids of a conversation as the app's store holds it.
+async fn stored_mids(app: &TestApp, page: &str, customer: &str) -> Vec<String> {
+    let (page, customer) = (
+        PageId::parse(page).unwrap(),
+        SenderId::parse(customer).unwrap(),
+    );
+    mids(
+        &app.state
+            .conversations
+            .read(&page, &customer)
+            .await
+            .unwrap(),
+    )
+}
+
 async fn run(app: &TestApp, legacy: &Path, dry_run: bool) -> Report {
     import(&app.state, &options(legacy, dry_run)).await.unwrap()
 }
@@ -249,14 +264,10 @@ async fn the_original_moves_in_and_serves_and_a_second_run_changes_nothing() {
     );
 
     // The files: each event once, in time order; metadata without tokens; the bad file aside.
-    let customer = SenderId::parse("7001").unwrap();
-    let stored = app
-        .state
-        .conversations
-        .read(&page("101"), &customer)
-        .await
-        .unwrap();
-    assert_eq!(mids(&stored), ["m.1", "m.2", "-", "m.3"]);
+    assert_eq!(
+        stored_mids(&app, "101", "7001").await,
+        ["m.1", "m.2", "-", "m.3"]
+    );
     let metadata: Value =
         serde_json::from_slice(&std::fs::read(ours.join("101/page_metadata.json")).unwrap())
             .unwrap();
@@ -307,13 +318,10 @@ async fn the_original_moves_in_and_serves_and_a_second_run_changes_nothing() {
          "message": {"mid": "m.4", "text": "still there?"}}]}]});
     let answered = webhook::post(&app, event.to_string().as_bytes(), true).await;
     assert_eq!(answered.status(), 200);
-    let stored = app
-        .state
-        .conversations
-        .read(&page("101"), &customer)
-        .await
-        .unwrap();
-    assert_eq!(mids(&stored), ["m.1", "m.2", "-", "m.3", "m.4"]);
+    assert_eq!(
+        stored_mids(&app, "101", "7001").await,
+        ["m.1", "m.2", "-", "m.3", "m.4"]
+    );
     app.state.poller.poll_once().await.unwrap();
     let polled = stand_in.requests_to("/101/conversations");
     assert!(!polled.is_empty());
